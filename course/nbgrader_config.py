@@ -1,0 +1,34 @@
+"""nbgrader configuration of the Backprop Lab course.
+
+With this file, the stock nbgrader commands run in this folder use the hardened grader:
+student code runs in a bubblewrap sandbox and every score comes from the judge, a process
+that never runs student code (see grader/judge.py). Everything else is nbgrader's own.
+"""
+import os
+
+c = get_config()  # noqa: F821  (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "backprop-lab"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+# SQLite by default; PostgreSQL through the same setting, e.g.
+# export BACKPROP_LAB_DB_URL=postgresql+psycopg://grader@localhost/backprop_lab
+c.CourseDirectory.db_url = os.environ.get(
+    "BACKPROP_LAB_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db"))
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# Autograde: the judge replaces nbgrader's in-kernel Execute; the rest of the pipeline is stock.
+c.Autograde.autograde_preprocessors = [
+    "grader.nbgrader_plugins.JudgeInSandbox",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Feedback shows the judge's messages, never a grade cell's hidden declaration.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -1,0 +1,61 @@
+"""nbgrader preprocessors that put the judge into nbgrader's own autograde pipeline.
+
+``course/nbgrader_config.py`` replaces nbgrader's ``Execute`` with :class:`JudgeInSandbox`,
+so ``nbgrader autograde`` (and everything built on it) runs student code in the sandbox and
+takes every score from the judge. Nothing else in nbgrader's pipeline changes.
+"""
+import logging
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool, Float, Integer, Unicode
+
+from . import judge, records
+from .sandbox import launch
+
+
+class JudgeInSandbox(NbGraderPreprocessor):
+    """Run the student's cells and the hidden probes in a sandbox; score in this process."""
+
+    seed = Integer(None, allow_none=True, help="Seed for the hidden inputs (default: a fresh one per run).").tag(config=True)
+    reuse_recorded_seed = Bool(False, help="Reuse the seed recorded by the previous run of this notebook (a regrade).").tag(config=True)
+    cell_timeout = Float(60, help="Seconds one student cell may run.").tag(config=True)
+    probe_timeout = Float(20, help="Seconds one probe (one call of a student function) may run.").tag(config=True)
+    notebook_timeout = Float(900, help="Seconds the whole notebook may run in the sandbox.").tag(config=True)
+    memory_limit_mb = Integer(4096, help="Address-space limit of the sandboxed processes, MiB.").tag(config=True)
+    max_processes = Integer(256, help="Process limit inside the sandbox.").tag(config=True)
+    max_disk_mb = Integer(1024, help="Disk the sandbox may use, MiB.").tag(config=True)
+    skip_cells = Unicode(r"^(selfcheck|experiment|explore)-",
+                         help="Locked cells whose grade_id matches are not run when grading (self-checks, experiments).").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        assignment, student, notebook = info["assignment"], info["student"], info["notebook"]
+        db_url = info["db_url"]
+        seed = self.seed
+        if seed is None and self.reuse_recorded_seed:
+            seed = records.recorded_seed(db_url, assignment, student, notebook)
+            if seed is None:
+                self.log.warning("no recorded seed for %s/%s/%s; drawing a new one", assignment, student, notebook)
+        if seed is None:
+            seed = judge.draw_seed()
+        limits = launch.Limits(cell_timeout=self.cell_timeout, probe_timeout=self.probe_timeout,
+                               notebook_timeout=self.notebook_timeout, memory_bytes=self.memory_limit_mb * 2**20,
+                               max_processes=self.max_processes, max_disk_bytes=self.max_disk_mb * 2**20)
+        _route_logs(self.log)
+        verdict = judge.judge_notebook(nb, resources["metadata"]["path"], seed, limits, self.skip_cells)
+        for note in verdict.notes:
+            self.log.warning("%s/%s/%s: %s", assignment, student, notebook, note)
+        self.log.info("%s/%s/%s judged in %s mode with seed %d: %g / %g (%.1f s)", assignment, student, notebook,
+                      verdict.sandbox, seed, verdict.score, verdict.max_score, verdict.seconds)
+        nb.metadata["backprop_lab"] = {"seed": str(seed), "sandbox": verdict.sandbox,
+                                       "score": verdict.score, "max_score": verdict.max_score}
+        records.save(db_url, assignment, student, notebook, verdict)
+        return nb, resources
+
+
+def _route_logs(app_log):
+    """Send the judge's and sandbox's log lines through nbgrader's logger, once."""
+    for name in ("backprop_lab.judge", "backprop_lab.sandbox"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.parent = app_log

@@ -1,0 +1,257 @@
+"""Host side of the sandbox: build the bubblewrap command line, apply limits, watch the run.
+
+The sandbox sees the system's read-only runtime (``/usr``, ``/etc``, the Python installation
+with the ``grader`` and ``solutions`` packages masked), the runner code at ``/bpl``, and three
+private writable folders: the submission's working copy, the job folder and a home. Nothing of
+the course (gradebook, ``source/``, other students, ``solutions/``) is mounted. The network,
+PIDs, IPC and hostname are unshared, the environment is cleared, and when the grader runs as
+root the student code drops to an unprivileged uid so that the process limit holds.
+"""
+import dataclasses
+import functools
+import logging
+import os
+import random
+import resource
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import tempfile
+import time
+
+RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
+SANDBOX_ROOT = "/sandbox"
+MASKED_PACKAGES = ("grader", "solutions")
+log = logging.getLogger("backprop_lab.sandbox")
+
+
+@dataclasses.dataclass
+class Limits:
+    """Resource limits for one notebook's run (seconds, bytes, counts)."""
+
+    cell_timeout: float = 60
+    probe_timeout: float = 20
+    notebook_timeout: float = 600
+    memory_bytes: int = 4 * 2**30
+    max_processes: int = 256
+    max_file_bytes: int = 256 * 2**20
+    max_disk_bytes: int = 1 * 2**30
+    max_output_bytes: int = 200_000
+    max_restarts: int = 25
+
+
+@dataclasses.dataclass
+class RunResult:
+    mode: str                # "bubblewrap" or "limits-only"
+    job_dir: str
+    returncode: int
+    seconds: float
+    killed_because: str = ""
+    runner_stderr: str = ""
+
+
+@functools.lru_cache(maxsize=1)
+def bubblewrap():
+    """Path of a working ``bwrap``, or None (then grading runs with limits only)."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None
+    probe = subprocess.run([path, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "true"],
+                           capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        log.warning("bwrap is installed but cannot create a sandbox here: %s", probe.stderr.decode(errors="replace").strip())
+        return None
+    return path
+
+
+def _python_roots():
+    roots = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    return sorted(roots)
+
+
+def _masked_paths():
+    """Installed copies of our own packages that must not be visible to student code."""
+    found = []
+    for directory in site.getsitepackages() + [site.getusersitepackages()]:
+        for name in MASKED_PACKAGES:
+            path = os.path.realpath(os.path.join(directory, name))
+            if os.path.isdir(path):
+                found.append(path)
+    return found
+
+
+def _environment(home):
+    env = {
+        "HOME": home,
+        "PATH": os.path.dirname(sys.executable) + ":/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
+        "JUPYTER_RUNTIME_DIR": os.path.join(home, "runtime"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "IPYTHONDIR": os.path.join(home, ".ipython"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "BACKPROP_LAB_GRADING": "1",
+    }
+    for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # needed for correct BLAS on some CPUs
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def _bwrap_command(bwrap, work, job, home, run_as):
+    cmd = [bwrap, "--die-with-parent", "--new-session",
+           "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--hostname", "sandbox", "--clearenv"]
+    inside_home = f"{SANDBOX_ROOT}/home"
+    for key, value in _environment(inside_home).items():
+        cmd += ["--setenv", key, value]
+    cmd += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for link in ("bin", "lib", "lib32", "lib64", "sbin"):
+        path = f"/{link}"
+        if os.path.islink(path):
+            cmd += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            cmd += ["--ro-bind", path, path]
+    for root in _python_roots():
+        if not root.startswith("/usr/"):
+            # bwrap copies the mode of missing parents (a 0700 /root would lock the sandbox uid out)
+            parents = []
+            parent = os.path.dirname(root)
+            while parent != "/":
+                parents.insert(0, parent)
+                parent = os.path.dirname(parent)
+            for path in parents:
+                cmd += ["--perms", "0755", "--dir", path]
+            cmd += ["--ro-bind", root, root]
+    for path in _masked_paths():
+        cmd += ["--tmpfs", path]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--ro-bind", RUNNER_DIR, "/bpl",
+            "--perms", "0755", "--dir", SANDBOX_ROOT,
+            "--bind", work, f"{SANDBOX_ROOT}/work",
+            "--bind", job, f"{SANDBOX_ROOT}/job",
+            "--bind", home, inside_home,
+            "--chdir", f"{SANDBOX_ROOT}/work"]
+    python = os.path.realpath(sys.executable)
+    if run_as is not None:
+        cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
+                "/usr/bin/setpriv", f"--reuid={run_as}", f"--regid={run_as}", "--clear-groups",
+                "--inh-caps=-all", "--"]
+    else:
+        cmd += ["--"]
+    return cmd + [python, "-I", "/bpl/runner.py", f"{SANDBOX_ROOT}/job"]
+
+
+def _set_limits(limits, run_as):
+    def apply():
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if run_as is None:
+            # Without a uid of its own the sandbox shares the grader's process count.
+            current = len([p for p in os.listdir("/proc") if p.isdigit()])
+            nproc = current + limits.max_processes
+        else:
+            nproc = limits.max_processes
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    return apply
+
+
+def _disk_usage(path, cap_entries=20_000):
+    total, entries = 0, 0
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    if entries > cap_entries:
+                        return total, entries
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total, entries
+
+
+def _chown_tree(path, uid):
+    for root, dirs, files in os.walk(path):
+        os.chown(root, uid, uid)
+        for name in files:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+def prepare(submission_dir, max_disk_bytes):
+    """A private temporary root with a copy of the submission; returns (root, work, job, home)."""
+    root = tempfile.mkdtemp(prefix="backprop-lab-")
+    os.chmod(root, 0o711)
+    work, job, home = (os.path.join(root, name) for name in ("work", "job", "home"))
+    shutil.copytree(submission_dir, work, symlinks=False, ignore_dangling_symlinks=True,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "*.ipynb"))
+    size, _ = _disk_usage(work)
+    if size > max_disk_bytes:
+        shutil.rmtree(work)
+        os.mkdir(work)
+        log.warning("submission folder %s is %d MiB: its extra files were not copied into the sandbox",
+                    submission_dir, size // 2**20)
+    os.makedirs(os.path.join(job, "probes"))
+    os.makedirs(home)
+    return root, work, job, home
+
+
+def run(root, limits):
+    """Run the job prepared under ``root``; returns a RunResult. Never raises for student faults."""
+    work, job, home = (os.path.join(root, name) for name in ("work", "job", "home"))
+    bwrap = bubblewrap()
+    run_as = None
+    if bwrap is not None and os.geteuid() == 0:
+        run_as = random.randint(61000, 64999)
+        for path in (work, job, home):
+            _chown_tree(path, run_as)
+    if bwrap is not None:
+        cmd = _bwrap_command(bwrap, work, job, home, run_as)
+        mode, env, cwd = "bubblewrap", None, None
+    else:
+        log.warning("!!! NO SANDBOX: bubblewrap (bwrap) is missing or unusable, so student code runs with "
+                    "resource limits only and can read whatever this user can read. Install the Debian package "
+                    "'bubblewrap' before grading real submissions. !!!")
+        cmd = [sys.executable, "-I", os.path.join(RUNNER_DIR, "runner.py"), job]
+        mode, env, cwd = "limits-only", _environment(home), work
+    stdout_path = os.path.join(root, "runner.out")
+    started = time.monotonic()
+    killed = ""
+    with open(stdout_path, "wb") as sink:
+        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                   env=env, cwd=cwd, preexec_fn=_set_limits(limits, run_as))
+        while process.poll() is None:
+            time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            if elapsed > limits.notebook_timeout:
+                killed = f"the notebook ran past its {limits.notebook_timeout:.0f} s limit"
+            else:
+                used, entries = _disk_usage(root)
+                if used > limits.max_disk_bytes or entries >= 20_000:
+                    killed = f"the submission wrote more than {limits.max_disk_bytes // 2**20} MiB or 20,000 files"
+            if killed:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+    with open(stdout_path, "rb") as handle:
+        tail = handle.read()[-4000:].decode(errors="replace")
+    return RunResult(mode=mode, job_dir=job, returncode=process.returncode,
+                     seconds=time.monotonic() - started, killed_because=killed, runner_stderr=tail)
+
+
+def cleanup(root):
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,181 @@
+"""Executes a student's notebook code and the judge's probes in a real Jupyter kernel.
+
+Runs INSIDE the sandbox (bubblewrap, or limits only), as ``python runner.py JOB_DIR``, with
+the submission's private copy as the working directory. It reads ``JOB_DIR/job.json``:
+
+* ``cells``: the student's code cells, in notebook order (grade cells are not among them);
+* ``probes``: probe ids; each ``JOB_DIR/probes/<id>/`` holds ``code.py`` and ``inputs/``;
+* limits: ``cell_timeout``, ``probe_timeout``, ``max_output_bytes``, ``max_restarts``.
+
+It writes ``JOB_DIR/cells.json`` (each cell's outputs, truncated, and whether it failed) and
+each probe's ``out/``. When the kernel dies or a cell or probe overruns its time, the kernel
+is restarted and the student's cells are replayed, so the failure costs only what it touched.
+"""
+import json
+import os
+import sys
+import time
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellControlSignal, CellTimeoutError, DeadKernelError
+
+SUPPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe_support.py")
+PROBE_CELL = (
+    "import importlib.util as __bpl_u\n"
+    "__bpl_s = __bpl_u.spec_from_file_location('__bpl_probe_support', {support!r})\n"
+    "__bpl_m = __bpl_u.module_from_spec(__bpl_s); __bpl_s.loader.exec_module(__bpl_m)\n"
+    "__bpl_m.run({probe_dir!r}, globals())\n"
+    "del __bpl_u, __bpl_s, __bpl_m\n"
+)
+KEPT_MIME = ("text/plain", "image/png")
+
+
+class BoundedClient(NotebookClient):
+    """A NotebookClient that stops storing output past a byte budget per cell."""
+
+    max_output_bytes = 200_000
+
+    def output(self, outs, msg, display_id, cell_index):
+        used = sum(len(json.dumps(o)) for o in outs)
+        if used > self.max_output_bytes:
+            if not outs or outs[-1].get("name") != "truncated":
+                outs.append(nbformat.v4.new_output(
+                    "stream", name="truncated",
+                    text=f"[output beyond {self.max_output_bytes} bytes dropped by the grader]\n"))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def clean_outputs(outputs):
+    """Keep plain text and PNG only; the instructor's side never renders student HTML or JS."""
+    kept = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            kept.append({"output_type": "stream", "name": out.get("name") if out.get("name") in ("stdout", "stderr") else "stdout",
+                         "text": str(out.get("text", ""))[:20_000]})
+        elif kind == "error":
+            kept.append({"output_type": "error", "ename": str(out.get("ename"))[:200],
+                         "evalue": str(out.get("evalue"))[:2000], "traceback": [str(t)[:4000] for t in out.get("traceback", [])[-12:]]})
+        elif kind in ("display_data", "execute_result"):
+            data = {k: v for k, v in out.get("data", {}).items() if k in KEPT_MIME}
+            if data:
+                kept.append({"output_type": "display_data", "data": data, "metadata": {}})
+    return kept
+
+
+class Session:
+    def __init__(self, job_dir, job):
+        self.job_dir = job_dir
+        self.job = job
+        cells = [nbformat.v4.new_code_cell(c["source"]) for c in job["cells"]]
+        self.nb = nbformat.v4.new_notebook(cells=cells)
+        self.nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        self.client = BoundedClient(
+            self.nb, timeout=job["cell_timeout"], kernel_name="python3", allow_errors=True,
+            interrupt_on_timeout=False, startup_timeout=60, iopub_timeout=4,
+            resources={"metadata": {"path": os.getcwd()}})
+        self.client.max_output_bytes = job["max_output_bytes"]
+        self.restarts = 0
+        self.cell_reports = [{"failed": False, "outputs": [], "note": ""} for _ in cells]
+
+    def start(self):
+        self.client.km = self.client.create_kernel_manager()
+        self.client.start_new_kernel(cwd=os.getcwd())
+        self.client.start_new_kernel_client()
+
+    def stop(self):
+        try:
+            self.client._cleanup_kernel()
+        except Exception:
+            pass
+
+    def restart(self, reason):
+        self.restarts += 1
+        self.stop()
+        if self.restarts > self.job["max_restarts"]:
+            raise RuntimeError(f"kernel restarted {self.restarts - 1} times; giving up ({reason})")
+        self.start()
+        self.replay()
+
+    def _execute(self, index, timeout):
+        cell = self.nb.cells[index]
+        self.client.timeout = timeout
+        self.client.execute_cell(cell, index)
+
+    def run_cells(self):
+        for index in range(len(self.nb.cells)):
+            report = self.cell_reports[index]
+            try:
+                self._execute(index, self.job["cell_timeout"])
+            except CellTimeoutError:
+                report.update(failed=True, note=f"stopped after {self.job['cell_timeout']} s")
+                self.restart(f"cell {index} timed out")
+            except DeadKernelError:
+                report.update(failed=True, note="the kernel died while running this cell")
+                self.restart(f"cell {index} killed the kernel")
+            except CellControlSignal:
+                pass
+            report["outputs"] = clean_outputs(self.nb.cells[index].get("outputs", []))
+            if any(o.get("output_type") == "error" for o in report["outputs"]):
+                report["failed"] = True
+
+    def replay(self):
+        """Re-run the student's cells quietly after a restart, skipping those that failed."""
+        for index, cell in enumerate(self.nb.cells):
+            if self.cell_reports[index]["failed"]:
+                continue
+            saved = cell.get("outputs", [])
+            try:
+                self._execute(index, self.job["cell_timeout"])
+            except (CellTimeoutError, DeadKernelError):
+                self.cell_reports[index]["failed"] = True
+                self.stop()
+                self.start()
+            cell["outputs"] = saved
+
+    def run_probe(self, probe_id):
+        probe_dir = os.path.join(self.job_dir, "probes", probe_id)
+        cell = nbformat.v4.new_code_cell(PROBE_CELL.format(support=SUPPORT, probe_dir=probe_dir))
+        self.nb.cells.append(cell)
+        index = len(self.nb.cells) - 1
+        try:
+            self._execute(index, self.job["probe_timeout"])
+            outcome = None
+        except CellTimeoutError:
+            outcome = {"status": "timeout", "message": f"did not finish within {self.job['probe_timeout']} s"}
+        except DeadKernelError:
+            outcome = {"status": "crashed", "message": "the kernel died (os._exit, a segfault or the memory limit)"}
+        finally:
+            self.nb.cells.pop()
+        if outcome is None and not os.path.exists(os.path.join(probe_dir, "out", "structure.json")):
+            outcome = {"status": "no-result", "message": "the probe produced no result (output hijacked or interrupted)"}
+        if outcome is not None:
+            with open(os.path.join(probe_dir, "outcome.json"), "w") as handle:
+                json.dump(outcome, handle)
+            self.restart(outcome["status"])
+
+
+def main(job_dir):
+    with open(os.path.join(job_dir, "job.json")) as handle:
+        job = json.load(handle)
+    session = Session(job_dir, job)
+    started = time.monotonic()
+    fatal = ""
+    try:
+        session.start()
+        session.run_cells()
+        for probe_id in job["probes"]:
+            session.run_probe(probe_id)
+    except Exception as error:
+        fatal = f"{type(error).__name__}: {error}"
+    finally:
+        session.stop()
+    with open(os.path.join(job_dir, "cells.json"), "w") as handle:
+        json.dump({"cells": session.cell_reports, "restarts": session.restarts, "fatal": fatal,
+                   "seconds": time.monotonic() - started}, handle)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
