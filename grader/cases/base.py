@@ -214,7 +214,10 @@ class FunctionCase(Case):
             probe = self._probe(trials[0], f"return {{'out': {self._select_code()}, 'args': inputs['args'], 'kwargs': inputs['kwargs']}}")
             return Check(kind, [probe], lambda outcomes: self._judge_mutation(trials[0], outcomes))
         if kind == "repeat":
-            probe = self._probe(trials[0], f"first = {self._select_code()}\n" + self._call_code() + f"return [first, {self._select_code()}]")
+            # Each call gets its own copy of the inputs, so this catches hidden state, not mutation.
+            call = f"ret = {self.function}(*copy.deepcopy(inputs['args']), **copy.deepcopy(inputs['kwargs']))\n"
+            probe = self._probe(trials[0], "import copy\n" + call + f"first = {self._select_code()}\n" + call
+                                + f"return [first, {self._select_code()}]")
             return Check(kind, [probe], lambda outcomes: self._judge_repeat(trials[0], outcomes))
         raise KeyError(kind)
 

@@ -11,8 +11,10 @@ It writes ``JOB_DIR/cells.json`` (each cell's outputs, truncated, and whether it
 each probe's ``out/``. When the kernel dies or a cell or probe overruns its time, the kernel
 is restarted and the student's cells are replayed, so the failure costs only what it touched.
 """
+import ctypes
 import json
 import os
+import signal
 import sys
 import time
 
@@ -29,6 +31,56 @@ PROBE_CELL = (
     "del __bpl_u, __bpl_s, __bpl_m\n"
 )
 KEPT_MIME = ("text/plain", "image/png")
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    """Orphans of the kernel (daemons, fork-bomb children) become our children, so we can find them."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _parents():
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                parents[int(entry)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return parents
+
+
+def reap_strays(keep):
+    """Kill every descendant of this runner except the processes in ``keep`` (the kernel)."""
+    for _ in range(3):
+        parents = _parents()
+        me = os.getpid()
+        strays = []
+        for pid in parents:
+            ancestor, hops = parents.get(pid), 0
+            while ancestor not in (None, 0, me) and hops < 64:
+                ancestor, hops = parents.get(ancestor), hops + 1
+            if ancestor == me and pid not in keep:
+                strays.append(pid)
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
 
 
 class BoundedClient(NotebookClient):
@@ -99,10 +151,19 @@ class Session:
         self.start()
         self.replay()
 
+    def kernel_pid(self):
+        try:
+            return self.client.km.provisioner.process.pid
+        except AttributeError:
+            return None
+
     def _execute(self, index, timeout):
         cell = self.nb.cells[index]
         self.client.timeout = timeout
-        self.client.execute_cell(cell, index)
+        try:
+            self.client.execute_cell(cell, index)
+        finally:
+            reap_strays({self.kernel_pid()})
 
     def run_cells(self):
         for index in range(len(self.nb.cells)):
@@ -150,7 +211,9 @@ class Session:
         finally:
             self.nb.cells.pop()
         if outcome is None and not os.path.exists(os.path.join(probe_dir, "out", "structure.json")):
-            outcome = {"status": "no-result", "message": "the probe produced no result (output hijacked or interrupted)"}
+            errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            detail = f" ({errors[0][:300]})" if errors else ""
+            outcome = {"status": "no-result", "message": f"the probe produced no result{detail}"}
         if outcome is not None:
             with open(os.path.join(probe_dir, "outcome.json"), "w") as handle:
                 json.dump(outcome, handle)
@@ -160,6 +223,7 @@ class Session:
 def main(job_dir):
     with open(os.path.join(job_dir, "job.json")) as handle:
         job = json.load(handle)
+    become_subreaper()
     session = Session(job_dir, job)
     started = time.monotonic()
     fatal = ""

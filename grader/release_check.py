@@ -1,0 +1,52 @@
+"""Verification of a generated release: nothing secret shipped, stubs fail only as stubs."""
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "judge(")
+
+
+def solution_lines(source_nb):
+    """The non-trivial lines between the solution markers of every solution region."""
+    lines, inside = set(), False
+    for cell in source_nb.cells:
+        for line in cell.source.splitlines():
+            stripped = line.strip()
+            if "BEGIN SOLUTION" in stripped or "BEGIN HIDDEN TESTS" in stripped:
+                inside = True
+            elif "END SOLUTION" in stripped or "END HIDDEN TESTS" in stripped:
+                inside = False
+            elif inside and len(stripped) > 12 and not stripped.startswith(("#", '"""', "return ")):
+                lines.add(stripped)
+    return lines
+
+
+def release_problems(course, assignment, execute=True, timeout=120):
+    """A list of human-readable problems; empty when the release is clean."""
+    course = Path(course)
+    problems = []
+    for source_path in sorted((course / "source" / assignment).glob("*.ipynb")):
+        release_path = course / "release" / assignment / source_path.name
+        if not release_path.exists():
+            problems.append(f"{release_path.name}: missing from the release")
+            continue
+        source_nb = nbformat.read(source_path, as_version=4)
+        release_nb = nbformat.read(release_path, as_version=4)
+        release_text = "\n".join(cell.source for cell in release_nb.cells)
+        shipped = sorted(line for line in solution_lines(source_nb) if line in release_text)
+        problems += [f"{release_path.name}: solution or hidden line shipped: {line[:80]!r}" for line in shipped[:5]]
+        problems += [f"{release_path.name}: marker {m!r} left in the release" for m in MARKERS if m in release_text]
+        if execute:
+            client = NotebookClient(release_nb, timeout=timeout, allow_errors=True, kernel_name="python3",
+                                    resources={"metadata": {"path": str(release_path.parent)}})
+            client.execute()
+            for cell in release_nb.cells:
+                for output in cell.get("outputs", []):
+                    if output.get("output_type") == "error" and output.get("ename") != "NotImplementedError":
+                        problems.append(f"{release_path.name} cell {cell.get('id')}: {output.get('ename')}: "
+                                        f"{str(output.get('evalue'))[:120]}")
+    for secret in ("solutions", "grader"):
+        if (course / "release" / assignment / secret).exists():
+            problems.append(f"release/{assignment}/{secret}/ must not be shipped")
+    return problems
