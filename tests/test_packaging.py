@@ -5,6 +5,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -15,14 +17,15 @@ def _name(requirement):
 def test_environment_yml_lists_the_same_runtime_dependencies_as_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pip_names = {_name(r) for r in project["dependencies"]}
-    conda_lines = [line.strip()[2:] for line in (REPO / "environment.yml").read_text().splitlines()
-                   if line.strip().startswith("- ") and not line.strip().startswith("- -e")]
-    conda_names = {_name(r) for r in conda_lines} - {"python", "pip", "pip:"}
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda_names = {_name(r) for r in environment["dependencies"] if isinstance(r, str)} - {"python", "pip"}
     assert conda_names == pip_names
 
 
 def test_environment_yml_installs_the_project_itself():
-    assert "- -e ." in (REPO / "environment.yml").read_text()
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = [d for d in environment["dependencies"] if isinstance(d, dict)][0]["pip"]
+    assert "-e ." in pip_section
 
 
 def test_console_script_answers_help():
