@@ -40,10 +40,14 @@ import os, glob
 leaks = []
 candidates = ["../../../gradebook.db", "../../gradebook.db", "../gradebook.db", "../../../source", "../../source",
               "../../../submitted", {course!r}, {course!r} + "/gradebook.db", {course!r} + "/source", {repo!r} + "/solutions",
-              "/work", "/root", "/home"]
+              {repo!r}, "/root/.ssh", "/root/.bash_history"]
 for path in candidates:
     if os.path.exists(path):
         leaks.append(path)
+for folder, allowed in (("/", {{"bin", "dev", "etc", "lib", "lib32", "lib64", "proc", "sandbox", "sbin", "tmp", "usr", "bpl", "root", "opt", "home"}}),
+                        ("/sandbox", {{"home", "job", "work"}}), ("/root", {{".pyenv"}})):
+    if os.path.isdir(folder):
+        leaks += [folder + "/" + name for name in os.listdir(folder) if name not in allowed]
 try:
     import solutions
     leaks.append("import solutions")
