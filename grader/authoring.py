@@ -50,11 +50,14 @@ def _bodies(tree):
 
     def body_of(func):
         body = func.body
+        start = body[0].lineno
         if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
                 and isinstance(body[0].value.value, str):
+            # Right after the docstring, so the reference's comments stay out of the release stub.
+            start = body[0].end_lineno + 1
             body = body[1:]
         if body:
-            found.append((body[0].lineno, body[-1].end_lineno, body[0].col_offset))
+            found.append((start, body[-1].end_lineno, body[0].col_offset))
 
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -98,10 +101,12 @@ def labcheck_files():
     return files
 
 
-def sync(course_dir, check=False):
-    """Bring generated cells and bundles up to date; returns a list of what drifted."""
+def sync(course_dir, check=False, assignments=None):
+    """Bring generated cells and bundles up to date (all assignments, or those named); returns what drifted."""
     drift = []
     for assignment in assignment_dirs(course_dir):
+        if assignments and os.path.basename(assignment) not in assignments:
+            continue
         bundle = os.path.join(assignment, "labcheck")
         for name, text in labcheck_files().items():
             path = os.path.join(bundle, name)

@@ -11,6 +11,7 @@ import numpy as np
 from .diagnostics import diagnose, describe
 
 VALUE_TOL = 1e-6
+ABS_TOL = 1e-14  # rounding noise around an exact zero (e.g. row sums of a softmax gradient)
 
 
 class SelfCheckFailed(AssertionError):
@@ -113,7 +114,7 @@ def compare(function, name, got, expected, tol=VALUE_TOL, context=None, variants
         hint = describe(diagnose(got, expected, context or {}, variants or {}))
         return f"{label} has shape {got.shape}, expected {expected.shape}.{hint}"
     error = norm_error(got, expected)
-    if error <= tol:
+    if error <= tol or float(np.max(np.abs(got - expected))) <= ABS_TOL:
         return ""
     entries = "; ".join(f"{list(i)} got {g:.4g} expected {e:.4g}" for i, g, e in worst_entries(got, expected))
     hint = describe(diagnose(got, expected, context or {}, variants or {}))
@@ -150,10 +151,13 @@ def mutation_problem(before, after, path="argument"):
     return "" if before == after or (before != before and after != after) else f"{path} changed"
 
 
-def expect_close(function, name, got, expected, tol=VALUE_TOL, context=None):
-    """Self-check: raise :class:`SelfCheckFailed` with a teaching message unless ``got`` matches."""
+def expect_close(function, name, got, expected, tol=VALUE_TOL, context=None, variants=None):
+    """Self-check: raise :class:`SelfCheckFailed` with a teaching message unless ``got`` matches.
+
+    ``variants`` maps catalogue ids to what that mistake returns on this input, so the message can name it.
+    """
     message = compare(function, name, got, np.asarray(expected, dtype=float) if not np.isscalar(expected) else expected,
-                      tol=tol, context=context)
+                      tol=tol, context=context, variants=variants)
     if message:
         raise SelfCheckFailed(message)
     print(f"✓ {function}: {name} matches.")

@@ -130,6 +130,8 @@ def _grade_one(course, assignment, student, extra):
     if result.returncode != 0:
         errors = [line for line in log.splitlines() if "ERROR" in line or "Error" in line]
         reason = (errors[-1] if errors else f"nbgrader exited with {result.returncode}")[:300]
+        # A half-written autograded copy would make nbgrader skip this submission next time.
+        shutil.rmtree(course / "autograded" / student / assignment, ignore_errors=True)
     return assignment, student, reason, time.monotonic() - started, log
 
 

@@ -27,7 +27,8 @@ from .sandbox import codec, launch
 
 log = logging.getLogger("backprop_lab.judge")
 SPEC_CALL = "judge"
-KIND_LABELS = {"no_mutation": "no mutation"}
+KIND_LABELS = {"no_mutation": "no mutation", "restores_input": "restores x", "view_safe": "view-safe",
+               "first_step": "first step", "tiny_gradient": "tiny gradient", "backward_order": "backward order"}
 
 
 class SpecError(ValueError):
@@ -241,10 +242,27 @@ def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfc
                                                result.message, list(result.mistakes)))
     finally:
         launch.cleanup(root)
+    _note_dependencies(cells)
     notebook_verdict = NotebookVerdict(seed, run.mode, cells, run.seconds, notes)
     for verdict in cells:
         _write_grade_cell(nb.cells[verdict.index], verdict, notebook_verdict)
     return notebook_verdict
+
+
+def _note_dependencies(cells):
+    """Point a failure at the graded functions it calls that failed their own checks."""
+    failed = {cell.function for cell in cells if any(c.earned < c.points for c in cell.checks)}
+    for cell in cells:
+        if cell.function not in failed:
+            continue
+        broken = [name for name in get_case(cell.function).depends if name in failed]
+        if not broken:
+            continue
+        note = (f" {cell.function} calls {', '.join(broken)}, which failed {'its' if len(broken) == 1 else 'their'} "
+                f"own checks: fix {'it' if len(broken) == 1 else 'them'} first.")
+        for check in cell.checks:
+            if check.earned < check.points:
+                check.message += note
 
 
 def _read_runner_report(job):

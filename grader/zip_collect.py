@@ -39,6 +39,7 @@ def collect_zip(course, assignment, archive):
         if not match:
             report.append(f"✗ {name!r}: not named <student>_<notebook>.ipynb; left in downloaded/{assignment}/archive")
         elif match["file_id"] not in expected:
+            students.setdefault(match["student_id"], set())
             report.append(f"! {name!r}: {match['file_id']} is not a notebook of {assignment}; left in the archive folder")
         else:
             students.setdefault(match["student_id"], set()).add(match["file_id"])
@@ -46,9 +47,10 @@ def collect_zip(course, assignment, archive):
         for missing in sorted(set(expected) - files):
             report.append(f"! {student}: {missing} missing from the zip")
     result = subprocess.run([sys.executable, "-m", "nbgrader", "zip_collect", assignment, "--force",
-                             f"--FileNameCollector.named_regexp={PATTERN}"], cwd=course, capture_output=True, text=True)
+                             f"--FileNameCollectorPlugin.named_regexp={PATTERN}"], cwd=course, capture_output=True, text=True)
     if result.returncode != 0:
         report.append(f"✗ nbgrader zip_collect failed: {result.stderr[-500:]}")
     for student in sorted(students):
-        report.append(f"✓ {student}: {', '.join(sorted(students[student]))} -> submitted/{student}/{assignment}/")
+        if students[student]:
+            report.append(f"✓ {student}: {', '.join(sorted(students[student]))} -> submitted/{student}/{assignment}/")
     return report

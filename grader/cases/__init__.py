@@ -11,6 +11,7 @@ import pkgutil
 from .base import Case, Check, CheckResult, FunctionCase, Outcome, Probe, InternalCheckError  # noqa: F401
 
 _REGISTRY = {}
+_LOADED = []
 
 
 def register(case):
@@ -22,21 +23,23 @@ def register(case):
 
 
 def _load_all():
+    """Import every cases module once (a module imported on its own registers only its cases)."""
+    if _LOADED:
+        return
     for module in pkgutil.iter_modules(__path__):
         if module.name != "base":
             importlib.import_module(f"{__name__}.{module.name}")
+    _LOADED.append(True)
 
 
 def get_case(function):
     """The case registered for ``function``; KeyError with the known names otherwise."""
-    if not _REGISTRY:
-        _load_all()
+    _load_all()
     if function not in _REGISTRY:
         raise KeyError(f"no hidden checks are registered for {function!r}; known: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[function]
 
 
 def all_cases():
-    if not _REGISTRY:
-        _load_all()
+    _load_all()
     return dict(_REGISTRY)

@@ -236,7 +236,7 @@ class FunctionCase(Case):
                                      context=self.context(**inputs), variants=self.variants(**copy.deepcopy(inputs)))
             if not result.passed:
                 return result
-        note = " and with central differences" if kind == "gradient" and self.numeric is not None else ""
+        note = " and central differences" if kind == "gradient" and self.numeric is not None else ""
         return CheckResult(True, f"matches the reference{note} on {len(trials)} fresh input sets")
 
     def _judge_mutation(self, inputs, outcomes):
