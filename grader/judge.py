@@ -27,8 +27,7 @@ from .sandbox import codec, launch
 
 log = logging.getLogger("backprop_lab.judge")
 SPEC_CALL = "judge"
-KIND_LABELS = {"no_mutation": "no mutation", "restores_input": "restores x", "view_safe": "view-safe",
-               "first_step": "first step", "tiny_gradient": "tiny gradient", "backward_order": "backward order"}
+KIND_LABELS = {"no_mutation": "no mutation"}
 
 
 class SpecError(ValueError):

@@ -421,7 +421,7 @@ PLANTED = [
     ("bug_a", "softmax", "e = np.exp(z - z.max(axis=1, keepdims=True))", "e = np.exp(z)", "softmax_no_shift"),
     ("bug_a", "mse_loss", "float(0.5 * np.sum((pred - y) ** 2) / N)", "float(np.sum((pred - y) ** 2) / N)", "factor_two"),
     ("bug_a", "affine_forward", "out = x @ W + b\n", "out = x @ W\n", "bias_missing"),
-    ("bug_a", "mlp_forward", "activation = output_activation if layer == num_layers else hidden_activation",
+    ("bug_c", "mlp_forward", "activation = output_activation if layer == num_layers else hidden_activation",
      "activation = hidden_activation", "mlp_output_activation"),
     ("bug_b", "softmax", "e = np.exp(z - z.max(axis=1, keepdims=True))\n    return e / e.sum(axis=1, keepdims=True)",
      "e = np.exp(z - z.max(axis=0, keepdims=True))\n    return e / e.sum(axis=0, keepdims=True)", "softmax_wrong_axis"),
@@ -438,7 +438,7 @@ def graded(tmp_path_factory):
     pipeline.nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     pipeline.submit_reference(course, "reference", ASSIGNMENT)
     pipeline.submit_release(course, "blank", ASSIGNMENT)
-    for name in ("bug_a", "bug_b"):
+    for name in ("bug_a", "bug_b", "bug_c"):
         pipeline.submit_reference(course, name, ASSIGNMENT,
                                   {NOTEBOOK: {old: new for who, _, old, new, _ in PLANTED if who == name}})
     started = time.monotonic()
