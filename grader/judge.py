@@ -257,7 +257,7 @@ def _note_dependencies(cells):
         broken = [name for name in get_case(cell.function).depends if name in failed]
         if not broken:
             continue
-        note = (f" {cell.function} calls {', '.join(broken)}, which failed {'its' if len(broken) == 1 else 'their'} "
+        note = (f" {cell.function} uses {', '.join(broken)}, which failed {'its' if len(broken) == 1 else 'their'} "
                 f"own checks: fix {'it' if len(broken) == 1 else 'them'} first.")
         for check in cell.checks:
             if check.earned < check.points:

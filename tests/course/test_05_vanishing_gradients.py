@@ -535,7 +535,7 @@ EXPECTED_LOSSES = {   # student -> {grade cell: (score, catalogue id named in th
     "mistakes-b": {"test_xavier_init": (1, "xavier_fan_in_only"), "test_leaky_relu_backward": (1, "leaky_slope_flipped"),
                    "test_clip_by_global_norm": (3, "mutation"),
                    # layer_gradient_norms calls the student's Leaky ReLU: its failure points at the broken piece.
-                   "test_layer_gradient_norms": (1, "calls leaky_relu_backward, which failed its own checks")},
+                   "test_layer_gradient_norms": (1, "uses leaky_relu_backward, which failed its own checks")},
 }
 
 
