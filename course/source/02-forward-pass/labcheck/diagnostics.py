@@ -17,7 +17,7 @@ CATALOGUE = {
     "negated": "The sign is flipped: check the direction of the derivative (e.g. d(y - p)/dp = -1) or of the update (w - lr * dw).",
     "missing_mean": "Off by a factor N: the 1/N of the batch mean is missing. The loss owns the mean, so its gradient carries 1/N.",
     "double_mean": "Too small by a factor N: the batch mean was applied twice. Backward functions never divide by N again.",
-    "factor_two": "Off by a factor 2: the derivative of (1/2)(p - y)^2 is (p - y), without the 2.",
+    "factor_two": "Off by a factor 2: the loss (1/2)(p - y)^2 keeps its 1/2, and its derivative is (p - y), without the 2.",
     "half": "Half the expected value: a factor 2 was dropped (or a 1/2 applied twice).",
     "transposed": "The result is transposed: a gradient has the shape of what it differentiates (dW like W: x.T @ dout).",
     "bias_not_summed": "The bias gradient was not summed over the batch: db = dout.sum(axis=0) has the shape of b.",
@@ -35,7 +35,7 @@ CATALOGUE = {
     "only_carried": "The upstream gradient of the step, dh[:, t], was not added to the gradient carried back from step t+1.",
     "cache_off_by_one": "dWh used h[t] where it needs the previous state h[t-1] (h0 at t = 0).",
     "truncation_wrong": "The truncation window is off: the gradient of each loss term reaches back exactly k steps.",
-    "adam_no_bias_correction": "Adam without bias correction: divide m by (1 - beta1**t) and v by (1 - beta2**t); early steps are far too small otherwise.",
+    "adam_no_bias_correction": "Adam without bias correction: divide m by (1 - beta1**t) and v by (1 - beta2**t); otherwise the early steps are off by (1 - beta1**t) / sqrt(1 - beta2**t), about 3x too large at t = 1 with the default betas.",
     "adam_t_off_by_one": "The step count is off by one: increment t before using it, so the first step uses t = 1.",
     "eps_inside_root": "eps is inside the square root: the update divides by (sqrt(v) + eps), as torch.optim does.",
     "momentum_flipped": "The momentum convention is flipped: torch keeps v = momentum * v + dw and steps w - lr * v.",
@@ -44,14 +44,14 @@ CATALOGUE = {
     "clip_per_parameter": "Each array was clipped by its own norm: the global norm is taken over all arrays together.",
     "mutation": "An argument was modified in place: work on copies so the caller's arrays stay as they were.",
     "not_deterministic": "Two calls with the same inputs disagree: hidden state or randomness leaks between calls.",
-    # --- 05-vanishing-gradients (vanishing_gradients.ipynb): proposed entries, for the lead to merge ---
+    # 05-vanishing-gradients
     "xavier_fan_in_only": "The spread uses fan_in alone: Xavier (Glorot) initialisation averages both sides, std = sqrt(2 / (fan_in + fan_out)).",
     "he_missing_two": "The spread is too small by a factor sqrt(2): He initialisation uses std = sqrt(2 / fan_in); the 2 makes up for ReLU zeroing about half of its inputs.",
     "init_ignores_rng": "The draws do not come from the rng argument alone: draw with rng.normal(...) (no np.random.* functions, no fixed seed), so one seed always gives the same matrix and different seeds give different ones.",
     "norms_reversed": "The norms are in reverse order: the backward pass meets the last hidden layer first, so reverse the list to put the first hidden layer first.",
     "leaky_slope_flipped": "The Leaky ReLU slope is on the wrong side of 0: the gradient passes unchanged where z > 0 and is multiplied by alpha where z <= 0.",
     "residual_identity_missing": "The identity path is missing: out = x + relu(x @ W + b), so dx = dout + (dout * (z > 0)) @ W.T; the identity hands dout to x unchanged.",
-    # --- 02-forward-pass (forward_pass.ipynb): proposed entries, for the lead to merge ---
+    # 02-forward-pass
     "bias_missing": "The bias is missing: an affine layer adds b (shape (M,)) to every row, out = x @ W + b.",
     "affine_transposed": "The output is transposed: out = x @ W + b has one row per example, shape (N, M). (The seed article's W is (out, in) and acts on a column; ours is its transpose.)",
     "unstable_tanh": "Overflow at large |z|: (exp(z) - exp(-z)) / (exp(z) + exp(-z)) becomes inf / inf. Use np.tanh, which is exact for every z.",
@@ -65,23 +65,23 @@ CATALOGUE = {
     "mlp_output_activation": "The hidden activation was applied after the last layer too: the last layer uses output_activation only (None means raw scores).",
     "mlp_no_hidden_activation": "No activation between the layers: apply hidden_activation after every layer but the last (without it the whole network is one affine map).",
     "mlp_activation_ignored": "hidden_activation was ignored (ReLU everywhere): choose the activation by its name, e.g. from a dict {\"relu\": relu_forward, ...}.",
-    # --- 01-chain-rule (chain_rule.ipynb): proposed entries, for the lead to merge ---
+    # 01-chain-rule
     "h_ignored": "The step h passed in was not used: estimate with the h you are given (1e-5 is only its default).",
     "difference_not_halved": "The central difference spans 2h, from x - h to x + h: divide by 2 * h, not by h.",
     "reflected_operands_swapped": "A reflected operator has its operands swapped: 2 - v calls v.__rsub__(2), which must return other - self (2 - v), not self - other; likewise __rtruediv__ returns other / self.",
     "pow_missing_exponent": "The derivative of x**n is n * x**(n - 1): the factor n is missing (division a / b = a * b**-1 inherits the mistake).",
     "log_derivative_wrong": "The derivative of log(x) is 1 / x, taken at the input x: self.grad += out.grad / self.data.",
     "backward_not_topological": "backward() did not visit the whole graph in reverse topological order: sort every node (depth-first, a node after all of its inputs), then call _backward from the output back to the leaves, once per node, so each node passes its gradient on only when it is complete.",
-    # --- 06-bptt (bptt.ipynb): proposed entries, for the lead to merge ---
+    # 06-bptt
     "state_not_fed_back": "The hidden state is not fed back: step t starts from the state the step before produced (h[:, t-1]; h0 only at t = 0), not from h0 at every step.",
     "tanh_applied_twice": "tanh was applied twice: the cache holds the activation h = tanh(z) already, so tanh'(z) = 1 - h**2, not 1 - tanh(h)**2.",
     "clip_not_applied": "The update used the raw gradients instead of the clipped ones: move every parameter along the dict that clip_by_global_norm returns.",
-    # --- 04-optimizers (optimizers.ipynb): proposed entries, for the lead to merge ---
+    # 04-optimizers
     "adagrad_not_squared": "Adagrad's sum accumulates the squared gradient, sum + dw**2; a sum of raw gradients can turn negative and its root NaN.",
     "adam_eps_before_correction": "eps was added before the bias correction of v: torch divides by sqrt(v) / sqrt(1 - beta2**t) + eps, so eps is not rescaled.",
     "momentum_first_step_damped": "The first gradient was damped: torch sets the velocity to the gradient itself on the first step; dampening applies from the second step on.",
     "minibatch_last_dropped": "The last, smaller batch was dropped: when N is not a multiple of batch_size the final batch holds the N % batch_size remaining rows.",
-    # --- 03-backward-pass (backward_pass.ipynb): proposed entries, for the lead to merge ---
+    # 03-backward-pass
     "ce_missing_one_hot": "The one-hot of the correct class was not subtracted: dL/dlogits = (softmax(logits) - one_hot(y)) / N, so each row's correct class loses 1/N.",
     "bce_grad_wrt_probability": "This is the gradient for the probability p = sigmoid(s), not for the logit s: the chain rule through the sigmoid multiplies by p(1 - p), which cancels the denominator and leaves (p - y) / N.",
     "output_not_copied": "f returned a view of x, and that earlier output changed when x was nudged again: copy it (f(x).copy()) before the next nudge, or reduce it to a number at once.",
