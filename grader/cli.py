@@ -7,12 +7,10 @@ recorded seeds, release verification, a wide CSV export, a report of mistakes, a
 """
 import argparse
 import concurrent.futures
-import csv
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 

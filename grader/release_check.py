@@ -8,8 +8,11 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 
 
 def solution_lines(source_nb):
-    """The non-trivial lines between the solution markers of every solution region."""
-    lines, inside = set(), False
+    """Non-trivial lines that occur only inside solution or hidden-test regions of the source.
+
+    A line that also occurs outside them (given code, a docstring, a self-check) is public anyway.
+    """
+    secret, public, inside = set(), set(), False
     for cell in source_nb.cells:
         for line in cell.source.splitlines():
             stripped = line.strip()
@@ -17,9 +20,12 @@ def solution_lines(source_nb):
                 inside = True
             elif "END SOLUTION" in stripped or "END HIDDEN TESTS" in stripped:
                 inside = False
-            elif inside and len(stripped) > 12 and not stripped.startswith(("#", '"""', "return ")):
-                lines.add(stripped)
-    return lines
+            elif inside:
+                if len(stripped) > 12 and not stripped.startswith("#"):
+                    secret.add(stripped)
+            else:
+                public.add(stripped)
+    return secret - public
 
 
 def release_problems(course, assignment, execute=True, timeout=120):
@@ -34,7 +40,8 @@ def release_problems(course, assignment, execute=True, timeout=120):
         source_nb = nbformat.read(source_path, as_version=4)
         release_nb = nbformat.read(release_path, as_version=4)
         release_text = "\n".join(cell.source for cell in release_nb.cells)
-        shipped = sorted(line for line in solution_lines(source_nb) if line in release_text)
+        release_lines = {line.strip() for line in release_text.splitlines()}
+        shipped = sorted(solution_lines(source_nb) & release_lines)
         problems += [f"{release_path.name}: solution or hidden line shipped: {line[:80]!r}" for line in shipped[:5]]
         problems += [f"{release_path.name}: marker {m!r} left in the release" for m in MARKERS if m in release_text]
         if execute:

@@ -8,7 +8,10 @@ what came back. Everything here runs in the judge's process and never touches st
 import importlib
 import pkgutil
 
-from .base import Case, Check, CheckResult, FunctionCase, Outcome, Probe, InternalCheckError  # noqa: F401
+from .base import Case, Check, CheckResult, FunctionCase, InternalCheckError, Outcome, Probe
+
+__all__ = ["Case", "Check", "CheckResult", "FunctionCase", "InternalCheckError", "Outcome", "Probe",
+           "all_cases", "get_case", "register"]
 
 _REGISTRY = {}
 _LOADED = []

@@ -21,7 +21,6 @@ import copy
 import numpy as np
 
 from solutions import bptt as ref
-from solutions import vanishing_gradients
 
 from ..checks import (array_problem, compare, float_problem, mutation_problem, norm_error, numerical_gradient,
                       numerical_gradient_array)

@@ -11,7 +11,6 @@ import re
 import tempfile
 import textwrap
 import time
-from pathlib import Path
 
 import nbformat
 import numpy as np

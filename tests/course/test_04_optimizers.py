@@ -8,10 +8,6 @@ probe's code runs as the sandbox runs it (a function body over a namespace holdi
 import html
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -631,82 +627,3 @@ def test_each_planted_mistake_costs_points_only_on_its_function_and_is_named(gra
     feedback = html.unescape(pipeline.feedback_html(graded["course"], ASSIGNMENT, name, NOTEBOOK))
     assert CATALOGUE[mistake] in feedback
     assert "judge(" not in feedback and "BEGIN HIDDEN TESTS" not in feedback
-
-
-# ---- the explorer in a real JupyterLab -----------------------------------------------------------------
-
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-EXPLORER_CELLS = ("setup",) + FUNCTIONS + ("experiment-surfaces", "experiment-lr-explorer")
-
-
-@pytest.fixture
-def jupyterlab(tmp_path):
-    """A JupyterLab server (no token) over a copy of the assignment folder whose notebook holds only what the
-    explorer needs (the whole notebook would make the test slow); yields its base URL."""
-    shutil.copytree(SOURCE.parent, tmp_path / ASSIGNMENT, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-    nb = nbformat.read(SOURCE, as_version=4)
-    nb.cells = [cell for cell in nb.cells if cell.id in EXPLORER_CELLS]
-    assert sorted(cell.id for cell in nb.cells) == sorted(EXPLORER_CELLS)
-    nbformat.write(nb, tmp_path / ASSIGNMENT / NOTEBOOK)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={tmp_path}",
-         "--LabApp.news_url="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "JupyterLab did not start"
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-@pytest.mark.slow
-@pytest.mark.browser
-def test_moving_the_learning_rate_slider_redraws_the_explorer_in_jupyterlab(jupyterlab):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = _chromium()
-    if chromium is None:
-        pytest.skip("no Chromium on this machine")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{jupyterlab}/lab/tree/{ASSIGNMENT}/{NOTEBOOK}", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-            page.click(".lm-MenuBar-itemLabel:text-is('Run')", timeout=30_000)
-            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')", timeout=30_000)
-            try:
-                image = page.wait_for_selector(".lr-explorer .lr-explorer-plot img", timeout=120_000)
-            except sync_api.TimeoutError:
-                pytest.fail("the explorer drew no image; the notebook shows:\n" + page.inner_text(".jp-Notebook")[-3000:])
-            image.scroll_into_view_if_needed()
-            first = image.get_attribute("src")
-            assert first.startswith("data:image/png")
-            page.locator(".lr-explorer .noUi-handle").first.focus()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "(first) => { const image = document.querySelector('.lr-explorer .lr-explorer-plot img');"
-                " return image !== null && image.getAttribute('src') !== first; }", arg=first, timeout=30_000)
-        finally:
-            browser.close()

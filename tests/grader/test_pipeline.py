@@ -5,7 +5,6 @@ hostile and hazardous ones in the same course. Phase 2 must not change a byte of
 grades, must score every exploit's wrong answer 0, and must confine each hazard to its function.
 """
 import sqlite3
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -1,0 +1,26 @@
+"""`backprop-lab demo`, the README's main job, ends with exit 0 and every synthetic student scored as planned."""
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_grades_the_cohort_as_expected(tmp_path):
+    # Two assignments keep CI short; they carry the reference, blank, buggy and hostile students.
+    result = subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(tmp_path / "course"), "demo",
+                             "--jobs", "2", "--assignments", "02-forward-pass", "04-optimizers"],
+                            capture_output=True, text=True, timeout=1800)
+    out = result.stdout
+    assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
+    assert "✓ Every student scored as expected" in out
+    for student in ("ada", "blank", "brook", "cyril", "mallory"):
+        assert student in out
+    for produced in ("gradebook.db", "grades.csv", "report.png"):
+        assert produced in out
+    csv = (tmp_path / "course" / "grades.csv").read_text().splitlines()
+    assert csv[0].startswith("student_id,last_name,first_name,email,02-forward-pass,04-optimizers,total")
+    assert len(csv) == 1 + 5
+    assert (tmp_path / "course" / "reports" / "report.png").stat().st_size > 10_000
+    assert list((tmp_path / "course" / "feedback" / "brook" / "02-forward-pass").glob("*.html"))
