@@ -6,10 +6,7 @@ the "student's" functions, its inputs and result passed through the codec), then
 ``evaluate`` judges the outcomes. The slow tests drive a real kernel and the stock nbgrader CLI.
 """
 import copy
-import os
 import re
-import tempfile
-import textwrap
 import time
 
 import nbformat
@@ -18,12 +15,11 @@ import pytest
 from nbclient import NotebookClient
 
 from grader.authoring import reference_source, sync
-from grader.cases import Outcome, get_case
+from grader.cases import get_case
 from grader.diagnostics import CATALOGUE
 from grader.judge import parse_spec
-from grader.sandbox import codec
-from grader.sandbox.probe_support import select
 from tests import pipeline
+from tests.inprocess import judge, namespace
 
 ASSIGNMENT, NOTEBOOK = "02-forward-pass", "forward_pass.ipynb"
 SOURCE = pipeline.COURSE / "source" / ASSIGNMENT / NOTEBOOK
@@ -35,37 +31,10 @@ SEEDS = range(30)
 
 # ---- running a probe as the sandbox does -------------------------------------------------------
 
-SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the codec writes files; memory is quicker
-
-
-def _roundtrip(value):
-    with tempfile.TemporaryDirectory(dir=SCRATCH) as folder:
-        codec.save(value, folder)
-        return codec.load(folder)
-
 
 def student(*sources):
     """A kernel namespace: the reference solutions, then each source (a student's cell) run over them."""
-    namespace = {"np": np}
-    for source in (REFERENCE,) + sources:
-        exec(textwrap.dedent(source), namespace)
-    return namespace
-
-
-def run_probe(probe, namespace):
-    source = "def __bpl_probe(inputs, select):\n" + textwrap.indent(probe.code, "    ")
-    exec(compile(source, "<probe>", "exec"), namespace)
-    try:
-        with np.errstate(all="ignore"):
-            value = namespace.pop("__bpl_probe")(_roundtrip(probe.inputs), select)
-    except Exception as error:
-        return Outcome("error", message=str(error), error_type=type(error).__name__)
-    return Outcome("ok", value=_roundtrip(value))
-
-
-def judge(function, kind, namespace, seed):
-    check = get_case(function).build(kind, np.random.default_rng(seed))
-    return check.evaluate([run_probe(probe, namespace) for probe in check.probes])
+    return namespace(REFERENCE, *sources)
 
 
 # ---- the hidden checks ---------------------------------------------------------------------------

@@ -13,10 +13,7 @@ Graded functions call each other (``mlp_backward`` calls the layer functions, ``
 """
 import copy
 import html
-import os
 import re
-import tempfile
-import textwrap
 import time
 
 import nbformat
@@ -25,13 +22,12 @@ import pytest
 from nbclient import NotebookClient
 
 from grader.authoring import reference_source, sync
-from grader.cases import Outcome, get_case
+from grader.cases import get_case
 from grader.cases import backward_pass as cases
 from grader.diagnostics import CATALOGUE
 from grader.judge import parse_spec
-from grader.sandbox import codec
-from grader.sandbox.probe_support import select
 from tests import pipeline
+from tests.inprocess import judge, namespace
 
 ASSIGNMENT, NOTEBOOK = "03-backward-pass", "backward_pass.ipynb"
 SOURCE = pipeline.COURSE / "source" / ASSIGNMENT / NOTEBOOK
@@ -47,14 +43,6 @@ SLOW_KINDS = {("train_mlp", "convergence")}
 
 # ---- running a probe as the sandbox does -------------------------------------------------------------
 
-SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the codec writes files; memory is quicker
-
-
-def _roundtrip(value):
-    with tempfile.TemporaryDirectory(dir=SCRATCH) as folder:
-        codec.save(value, folder)
-        return codec.load(folder)
-
 
 def student(replacements=None, *sources):
     """A kernel namespace: the given forward pass, the reference backward pass with ``replacements``
@@ -63,27 +51,7 @@ def student(replacements=None, *sources):
     for old, new in (replacements or {}).items():
         assert backward.count(old) == 1, old
         backward = backward.replace(old, new)
-    namespace = {"np": np}
-    for source in (FORWARD, backward) + sources:
-        exec(textwrap.dedent(source), namespace)
-    return namespace
-
-
-def run_probe(probe, namespace):
-    source = "def __bpl_probe(inputs, select):\n" + textwrap.indent(probe.code, "    ")
-    exec(compile(source, "<probe>", "exec"), namespace)
-    try:
-        with np.errstate(all="ignore"):
-            value = namespace.pop("__bpl_probe")(_roundtrip(probe.inputs), select)
-    except Exception as error:
-        return Outcome("error", message=str(error), error_type=type(error).__name__)
-    return Outcome("ok", value=_roundtrip(value))
-
-
-def judge(function, kind, namespace, seed):
-    check = get_case(function).build(kind, np.random.default_rng(seed))
-    with np.errstate(all="ignore"):
-        return check.evaluate([run_probe(probe, namespace) for probe in check.probes])
+    return namespace(FORWARD, backward, *sources)
 
 
 def kinds_of(function):

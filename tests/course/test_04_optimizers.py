@@ -9,7 +9,6 @@ import html
 import os
 import re
 import tempfile
-import textwrap
 import time
 
 import nbformat
@@ -18,13 +17,12 @@ import pytest
 from nbclient import NotebookClient
 
 from grader.authoring import reference_source, sync
-from grader.cases import Outcome, get_case
+from grader.cases import get_case
 from grader.cases import optimizers as cases
 from grader.diagnostics import CATALOGUE
 from grader.judge import parse_spec
-from grader.sandbox import codec
-from grader.sandbox.probe_support import select
 from tests import pipeline
+from tests.inprocess import judge, namespace
 
 ASSIGNMENT, NOTEBOOK = "04-optimizers", "optimizers.ipynb"
 SOURCE = pipeline.COURSE / "source" / ASSIGNMENT / NOTEBOOK
@@ -36,14 +34,6 @@ SLOW_KINDS = {"convergence"}
 
 # ---- running a probe as the sandbox does -------------------------------------------------------
 
-SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the codec writes files; memory is quicker
-
-
-def _roundtrip(value):
-    with tempfile.TemporaryDirectory(dir=SCRATCH) as folder:
-        codec.save(value, folder)
-        return codec.load(folder)
-
 
 def student(*sources, replacements=None):
     """A kernel namespace: the reference solutions (with ``replacements`` planted), then each source run over them."""
@@ -51,26 +41,7 @@ def student(*sources, replacements=None):
     for old, new in (replacements or {}).items():
         assert reference.count(old) == 1, old
         reference = reference.replace(old, new)
-    namespace = {"np": np}
-    for source in (reference,) + sources:
-        exec(textwrap.dedent(source), namespace)
-    return namespace
-
-
-def run_probe(probe, namespace):
-    source = "def __bpl_probe(inputs, select):\n" + textwrap.indent(probe.code, "    ")
-    exec(compile(source, "<probe>", "exec"), namespace)
-    try:
-        with np.errstate(all="ignore"):
-            value = namespace.pop("__bpl_probe")(_roundtrip(probe.inputs), select)
-    except Exception as error:
-        return Outcome("error", message=str(error), error_type=type(error).__name__)
-    return Outcome("ok", value=_roundtrip(value))
-
-
-def judge(function, kind, namespace, seed):
-    check = get_case(function).build(kind, np.random.default_rng(seed))
-    return check.evaluate([run_probe(probe, namespace) for probe in check.probes])
+    return namespace(reference, *sources)
 
 
 def seeds(kind, many=25, few=4):

@@ -9,7 +9,6 @@ import base64
 import copy
 import html
 import tempfile
-import textwrap
 from pathlib import Path
 
 import nbformat
@@ -18,12 +17,11 @@ import pytest
 from nbclient import NotebookClient
 
 from grader.authoring import reference_source, sync
-from grader.cases import Outcome, get_case
+from grader.cases import get_case
 from grader.cases.vanishing_gradients import SAMPLE_SIZE
 from grader.diagnostics import CATALOGUE
-from grader.sandbox import codec
-from grader.sandbox.probe_support import select
 from tests import pipeline
+from tests.inprocess import judge, namespace, run_probe
 
 ASSIGNMENT, NOTEBOOK = "05-vanishing-gradients", "vanishing_gradients.ipynb"
 SOURCE = pipeline.COURSE / "source" / ASSIGNMENT / NOTEBOOK
@@ -45,33 +43,10 @@ POINTS = {"xavier_init": {"statistics": 2, "uses_rng": 1}, "he_init": {"statisti
 
 # ---- running a probe as the sandbox does -------------------------------------------------------
 
-def _roundtrip(value):
-    with tempfile.TemporaryDirectory() as folder:
-        codec.save(value, folder)
-        return codec.load(folder)
-
 
 def student(*sources):
     """A kernel namespace: the given code and the reference solutions, then each source (a student's cell)."""
-    namespace = {"np": np}
-    for source in (REFERENCE,) + sources:
-        exec(textwrap.dedent(source), namespace)
-    return namespace
-
-
-def run_probe(probe, namespace):
-    source = "def __bpl_probe(inputs, select):\n" + textwrap.indent(probe.code, "    ")
-    exec(compile(source, "<probe>", "exec"), namespace)
-    try:
-        value = namespace.pop("__bpl_probe")(_roundtrip(probe.inputs), select)
-    except Exception as error:
-        return Outcome("error", message=str(error), error_type=type(error).__name__)
-    return Outcome("ok", value=_roundtrip(value))
-
-
-def judge(function, kind, namespace, seed):
-    check = get_case(function).build(kind, np.random.default_rng(seed))
-    return check.evaluate([run_probe(probe, namespace) for probe in check.probes])
+    return namespace(REFERENCE, *sources)
 
 
 # ---- the hidden checks ---------------------------------------------------------------------------

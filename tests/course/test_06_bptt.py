@@ -8,8 +8,6 @@ the outcomes. The slow tests drive a real kernel and the stock nbgrader CLI.
 import html
 import json
 import re
-import tempfile
-import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +22,8 @@ from grader.cases import Outcome, get_case
 from grader.cases import bptt as cases
 from grader.diagnostics import CATALOGUE
 from grader.judge import parse_spec
-from grader.sandbox import codec
-from grader.sandbox.probe_support import select
 from tests import pipeline
+from tests.inprocess import judge, namespace, roundtrip as _roundtrip
 
 ASSIGNMENT, NOTEBOOK = "06-bptt", "bptt.ipynb"
 SOURCE = pipeline.COURSE / "source" / ASSIGNMENT / NOTEBOOK
@@ -45,34 +42,10 @@ REFERENCE = "\n\n".join([reference_source("vanishing_gradients.clip_by_global_no
 
 # ---- running a probe as the sandbox does -------------------------------------------------------
 
-def _roundtrip(value):
-    with tempfile.TemporaryDirectory() as folder:
-        codec.save(value, folder)
-        return codec.load(folder)
-
 
 def student(*sources):
     """A kernel namespace: the given code and the reference solutions, then each source run over them."""
-    namespace = {"np": np}
-    for source in (REFERENCE,) + sources:
-        exec(textwrap.dedent(source), namespace)
-    return namespace
-
-
-def run_probe(probe, namespace):
-    source = "def __bpl_probe(inputs, select):\n" + textwrap.indent(probe.code, "    ")
-    exec(compile(source, "<probe>", "exec"), namespace)
-    try:
-        with np.errstate(all="ignore"):
-            value = namespace.pop("__bpl_probe")(_roundtrip(probe.inputs), select)
-    except Exception as error:
-        return Outcome("error", message=str(error), error_type=type(error).__name__)
-    return Outcome("ok", value=_roundtrip(value))
-
-
-def judge(function, kind, namespace, seed):
-    check = get_case(function).build(kind, np.random.default_rng(seed))
-    return check.evaluate([run_probe(probe, namespace) for probe in check.probes])
+    return namespace(REFERENCE, *sources)
 
 
 # ---- the hidden checks: the reference ------------------------------------------------------------
