@@ -232,12 +232,16 @@ class FunctionCase(Case):
                 for name, e, n in zip(self.outputs, expected, numeric):
                     if norm_error(e, n) > self.numeric_tol:
                         raise InternalCheckError(f"reference {self.function} {name} disagrees with central differences")
-            result = compare_outputs(self.function, self.outputs, list(outcome.value), expected, tol=self.tol,
-                                     context=self.context(**inputs), variants=self.variants(**copy.deepcopy(inputs)))
+            result = self._compare(inputs, list(outcome.value), expected)
             if not result.passed:
                 return result
         note = " and central differences" if kind == "gradient" and self.numeric is not None else ""
         return CheckResult(True, f"matches the reference{note} on {len(trials)} fresh input sets")
+
+    def _compare(self, inputs, got, expected):
+        """One trial's outputs against the reference, with the known mistakes as variants."""
+        return compare_outputs(self.function, self.outputs, got, expected, tol=self.tol,
+                               context=self.context(**inputs), variants=self.variants(**copy.deepcopy(inputs)))
 
     def _judge_mutation(self, inputs, outcomes):
         failure = first_failure(self.function, outcomes)
