@@ -6,9 +6,7 @@ What this adds: parallel autograding with a progress bar and a summary, regradin
 recorded seeds, release verification, a wide CSV export, a report of mistakes, and the demo.
 """
 import argparse
-import concurrent.futures
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,9 +21,9 @@ def _course(args):
 
 
 def run_nbgrader(course, *args, timeout=None):
-    """Run the stock nbgrader CLI in ``course``; returns the CompletedProcess (output captured)."""
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True, text=True,
-                          timeout=timeout)
+    """Run nbgrader's CLI in ``course`` (see ``grader.nbgrader_main``); returns the CompletedProcess (output captured)."""
+    return subprocess.run([sys.executable, "-m", "grader.nbgrader_main", *args], cwd=course, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def _fail(message):
@@ -120,35 +118,14 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _grade_one(course, assignment, student, extra):
-    started = time.monotonic()
-    result = run_nbgrader(course, "autograde", assignment, "--student", student, *extra)
-    log = result.stdout + result.stderr
-    reason = ""
-    if result.returncode != 0:
-        errors = [line for line in log.splitlines() if "ERROR" in line or "Error" in line]
-        reason = (errors[-1] if errors else f"nbgrader exited with {result.returncode}")[:300]
-        # A half-written autograded copy would make nbgrader skip this submission next time.
-        shutil.rmtree(course / "autograded" / student / assignment, ignore_errors=True)
-    return assignment, student, reason, time.monotonic() - started, log
-
-
 def autograde(course, assignments, students=None, jobs=None, force=False, extra=()):
-    """Grade every submission in parallel worker processes; returns [(assignment, student, reason, seconds)]."""
+    """Grade every submission in parallel worker processes; returns [(assignment, student, reason, seconds, problems)]."""
+    from .workers import grade_all
     todo = submissions(course, assignments, students)
     jobs = jobs or os.cpu_count() or 1
     extra = list(extra) + (["--force"] if force else [])
     progress = Progress(len(todo))
-    results = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_grade_one, course, a, s, extra) for a, s in todo]
-        for future in concurrent.futures.as_completed(futures):
-            assignment, student, reason, seconds, log = future.result()
-            logs = course / "logs" / assignment
-            logs.mkdir(parents=True, exist_ok=True)
-            (logs / f"{student}.log").write_text(log)
-            results.append((assignment, student, reason, seconds))
-            progress.step(not reason)
+    results = grade_all(course, todo, jobs, extra, on_done=lambda a, s, reason, *_: progress.step(not reason))
     return sorted(results)
 
 
@@ -190,9 +167,12 @@ def print_scores(course, assignments, failures=()):
         total = sum(v[0] for v in row.values())
         maximum = sum(v[1] for v in row.values())
         print(f"{student:<14}{cells}{total:>6g}/{maximum:<3g}")
-    for assignment, student, reason, _ in failures:
+    for assignment, student, reason, _, problems in failures:
         if reason:
             print(f"✗ {student}/{assignment}: {reason} (log: logs/{assignment}/{student}.log)")
+        for problem in problems:
+            if problem != reason:
+                print(f"! {student}/{assignment}: {problem}")
     return table
 
 
@@ -205,7 +185,7 @@ def cmd_autograde(args, extra=()):
     print(f"Grading {len(todo)} submission(s) with {args.jobs or os.cpu_count()} parallel worker(s)...")
     results = autograde(course, assignments, args.student, args.jobs, getattr(args, "force", False), extra)
     print_scores(course, assignments, results)
-    return 1 if any(reason for _, _, reason, _ in results) else 0
+    return 1 if any(result[2] for result in results) else 0
 
 
 def cmd_regrade(args):

@@ -18,6 +18,10 @@ import signal
 import sys
 import time
 
+_T0 = time.monotonic()
+# jsonschema (under nbformat) builds an RFC 3987 Earley parser at import when the optional
+# rfc3987-syntax package is installed: 2-3 s per start, for a format check nothing here uses.
+sys.modules.setdefault("rfc3987_syntax", None)
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellControlSignal, CellTimeoutError, DeadKernelError
@@ -126,7 +130,7 @@ class Session:
         self.nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         self.client = BoundedClient(
             self.nb, timeout=job["cell_timeout"], kernel_name="python3", allow_errors=True,
-            interrupt_on_timeout=False, startup_timeout=60, iopub_timeout=4,
+            interrupt_on_timeout=False, startup_timeout=60, iopub_timeout=4, shutdown_kernel="immediate",
             resources={"metadata": {"path": os.getcwd()}})
         self.client.max_output_bytes = job["max_output_bytes"]
         self.restarts = 0
@@ -226,19 +230,25 @@ def main(job_dir):
     become_subreaper()
     session = Session(job_dir, job)
     started = time.monotonic()
+    phases = {"imports": started - _T0}
     fatal = ""
     try:
         session.start()
+        phases["kernel_start"] = time.monotonic() - started
         session.run_cells()
+        phases["cells"] = time.monotonic() - started - phases["kernel_start"]
         for probe_id in job["probes"]:
             session.run_probe(probe_id)
+        phases["probes"] = time.monotonic() - started - phases["kernel_start"] - phases["cells"]
     except Exception as error:
         fatal = f"{type(error).__name__}: {error}"
     finally:
+        stopping = time.monotonic()
         session.stop()
+        phases["stop"] = time.monotonic() - stopping
     with open(os.path.join(job_dir, "cells.json"), "w") as handle:
         json.dump({"cells": session.cell_reports, "restarts": session.restarts, "fatal": fatal,
-                   "seconds": time.monotonic() - started}, handle)
+                   "seconds": time.monotonic() - started, "phases": phases}, handle)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """backprop-lab's parallel autograde against the stock serial nbgrader, a killed worker, zip collection."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,23 +67,21 @@ def test_a_killed_worker_loses_only_its_submission_and_a_rerun_completes_it(cour
     process = subprocess.Popen([sys.executable, "-m", "grader.cli", "--course-dir", str(course), "autograde", "--jobs", "2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = None
+    log = course / "logs" / A / "ben.log"
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline:
-        for pid in os.listdir("/proc"):
-            try:
-                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if b"autograde" in cmdline and b"--student" in cmdline and b"ben" in cmdline and b"nbgrader" in b" ".join(cmdline):
-                victim = int(pid)
-                break
+        # Each worker's live log opens with "[backprop-lab] worker PID: nbgrader autograde ... --student ben".
+        first = log.read_text().split("\n", 1)[0] if log.exists() else ""
+        match = re.match(r"\[backprop-lab\] worker (\d+): nbgrader autograde .*--student ben\b", first)
+        if match:
+            victim = int(match.group(1))
         time.sleep(0.05)
     assert victim, "the worker grading ben never started"
     time.sleep(1.0)
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=1200)
     assert process.returncode == 1
-    assert "✗ ben/fixture" in stdout
+    assert "✗ ben/fixture: the worker was killed by SIGKILL" in stdout
     graded = {s for s in STUDENTS if s != "ben"}
     for student in graded:
         assert pipeline.cell_scores(course, A, student) == pipeline.cell_scores(serial, A, student)

@@ -1,0 +1,112 @@
+"""Look at a submission folder before grading it: what can be graded, and one clear line per problem.
+
+nbgrader stops a whole submission at the first notebook it cannot read, and reports a renamed
+notebook only as "Skipping unknown notebook". :func:`inspect_submission` finds each problem
+without changing a file: unreadable notebooks (not UTF-8, not JSON, not a notebook, too old a
+format), expected notebooks that are missing (and which unknown file looks like one of them
+renamed), notebooks that are not part of the assignment, very large files, an empty folder.
+The hardened autograde (``grader.autograde``) grades everything readable and scores each
+unreadable notebook 0, as nbgrader does for a missing one.
+"""
+import dataclasses
+import json
+import os
+
+import nbformat
+
+LARGE_BYTES = 50 * 2**20
+PROBLEM_MARK = "[backprop-lab] problem:"   # how workers mark these lines in their logs
+
+
+@dataclasses.dataclass
+class Problem:
+    notebook: str      # file name, or "" for the folder as a whole
+    message: str
+    graded: bool       # whether grading goes ahead for this notebook (a note) or it scores 0
+
+    def line(self):
+        return f"{self.notebook + ': ' if self.notebook else ''}{self.message}"
+
+
+def _grade_ids(nb):
+    return {cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") for cell in nb.get("cells", [])} - {None}
+
+
+def read_problem(path):
+    """Why the notebook at ``path`` cannot be graded, or "" when nbformat can read it as version 4."""
+    try:
+        raw = open(path, "rb").read()
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    if not raw.strip():
+        return "is an empty file"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"is not UTF-8 text (byte {error.start} is 0x{raw[error.start]:02x}); Jupyter always saves UTF-8, so the file was damaged or is not a notebook"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); the file was cut short or edited by hand"
+    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+        return "is JSON but not a Jupyter notebook (no cells)"
+    major = data.get("nbformat")
+    if not isinstance(major, int) or major < 3:
+        return f"is in notebook format {major!r}, too old to convert; open and save it in Jupyter first"
+    try:
+        nbformat.reads(text, as_version=4)
+    except Exception as error:  # nbformat's own reasons: unknown cell type, a schema it cannot repair
+        return f"cannot be converted to notebook format 4 ({type(error).__name__}: {str(error)[:200]})"
+    return ""
+
+
+def inspect_submission(folder, expected, expected_grade_ids=None):
+    """Problems of the submission in ``folder``.
+
+    ``expected``: the notebook names (without ``.ipynb``) of the assignment;
+    ``expected_grade_ids``: ``{name: {grade_id, ...}}``, to recognise a renamed notebook.
+    """
+    problems = []
+    if not os.path.isdir(folder):
+        return [Problem("", "the submission folder does not exist", False)]
+    names = sorted(entry for entry in os.listdir(folder) if entry.endswith(".ipynb") and os.path.isfile(os.path.join(folder, entry)))
+    if not names:
+        others = [entry for entry in os.listdir(folder) if not entry.startswith(".")]
+        what = f"only {', '.join(sorted(others)[:5])}" if others else "nothing"
+        return [Problem("", f"the submission folder holds no notebook ({what}); there is nothing to grade", False)]
+    present = {name[: -len(".ipynb")] for name in names}
+    readable = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        problem = read_problem(path)
+        stem = name[: -len(".ipynb")]
+        if problem:
+            problems.append(Problem(name, problem + ("; it scores 0, the rest is graded" if stem in expected else ""), False))
+            continue
+        size = os.path.getsize(path)
+        if stem in expected and size > LARGE_BYTES:
+            problems.append(Problem(name, f"is {size / 2**20:.0f} MB (mostly saved outputs); graded, its outputs are cleared first", True))
+        if stem in expected:
+            with open(path, encoding="utf-8") as handle:
+                major = json.load(handle).get("nbformat")
+            if major == 3:
+                problems.append(Problem(name, "is in the old notebook format 3; converted to format 4 and graded", True))
+        readable[stem] = path
+    missing = [stem for stem in expected if stem not in present]
+    unknown = [stem for stem in present if stem not in expected]
+    for stem in missing:
+        hint = ""
+        wanted = (expected_grade_ids or {}).get(stem) or set()
+        for other in unknown:
+            if wanted and other in readable:
+                try:
+                    ids = _grade_ids(nbformat.read(readable[other], as_version=4))
+                except Exception:
+                    continue
+                if ids & wanted:
+                    hint = f"; {other}.ipynb holds its cells, so it looks renamed: rename it to {stem}.ipynb and grade again"
+                    break
+        problems.append(Problem(f"{stem}.ipynb", f"is missing from the submission; it scores 0{hint}", False))
+    for stem in unknown:
+        problems.append(Problem(f"{stem}.ipynb", "is not a notebook of this assignment; ignored", True))
+    return problems

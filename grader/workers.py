@@ -1,0 +1,145 @@
+"""Parallel autograding: one process per submission, forked from a server that loaded nbgrader once.
+
+Each submission is graded by nbgrader's own ``autograde`` application (the course's
+``nbgrader_config.py``, hence the hardened judge), run in-process in a fresh worker process.
+The workers come from multiprocessing's fork server, which imports nbgrader, the judge and its
+hidden checks once; a new worker is ready in milliseconds instead of the seconds a new
+``nbgrader`` process spends importing. A worker grades exactly one submission and exits, so
+nothing (traitlets singletons, database sessions, a crash) carries over to the next one, and a
+worker that dies or is killed loses only its own submission.
+
+Each worker writes nbgrader's log live to ``logs/<assignment>/<student>.log`` in the course
+folder; its first line names the worker's process id.
+"""
+import multiprocessing
+import multiprocessing.connection
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .intake import PROBLEM_MARK
+
+PRELOAD = "grader._worker_preload"
+NOTHING_TO_GRADE = 3
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([PRELOAD])
+        return context
+    return multiprocessing.get_context("spawn")  # no fork server (Windows): each worker imports nbgrader itself
+
+
+def _grade_in_worker(course, assignment, student, extra, log_path):
+    """Body of one worker process: nbgrader autograde for one submission, its log to ``log_path``."""
+    from .nbgrader_main import skip_unused_grammar
+    skip_unused_grammar()
+    os.chdir(course)
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+    argv = [assignment, "--student", student, *extra]
+    print(f"[backprop-lab] worker {os.getpid()}: nbgrader autograde {' '.join(argv)}", flush=True)
+    problems = _inspect(Path(course), assignment, student)
+    for problem in problems:
+        print(f"{PROBLEM_MARK} {problem.line()}", flush=True)
+    if any(not problem.graded and not problem.notebook for problem in problems):
+        sys.exit(NOTHING_TO_GRADE)
+    from .autograde import HardenedAutogradeApp
+    HardenedAutogradeApp.launch_instance(argv=argv)
+
+
+def _inspect(course, assignment, student):
+    import nbformat
+    from .intake import inspect_submission
+    expected, grade_ids = [], {}
+    for path in sorted((course / "source" / assignment).glob("*.ipynb")):
+        expected.append(path.stem)
+        try:
+            nb = nbformat.read(path, as_version=4)
+            grade_ids[path.stem] = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
+        except Exception:
+            grade_ids[path.stem] = set()
+    return inspect_submission(course / "submitted" / student / assignment, expected, grade_ids)
+
+
+def problems_in(log_path):
+    """The one-line problems a worker found in its submission (see ``grader.intake``)."""
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        if PROBLEM_MARK in line:
+            text = line.split(PROBLEM_MARK, 1)[1].strip()
+            if text not in found:
+                found.append(text)
+    return found
+
+
+def _failure_reason(exitcode, log_path):
+    if exitcode == 0:
+        return ""
+    if exitcode == NOTHING_TO_GRADE:
+        problems = problems_in(log_path)
+        return problems[0] if problems else "nothing to grade"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"the worker was killed by {name} before it finished"
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line for line in lines if "ERROR" in line or "Error" in line]
+    return (errors[-1] if errors else f"nbgrader exited with {exitcode}")[:300]
+
+
+def grade_all(course, todo, jobs, extra=(), on_done=None):
+    """Grade ``todo`` ([(assignment, student)]) with up to ``jobs`` workers at once.
+
+    Calls ``on_done(assignment, student, reason, seconds, problems)`` as each finishes (reason is
+    "" on success; problems are the submission's one-line problems) and returns the same tuples. A failed submission's half-written autograded copy is
+    removed, so that the next run grades it again.
+    """
+    course = Path(course)
+    context = _context()
+    pending = list(todo)
+    running = {}
+    results = []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                assignment, student = pending.pop(0)
+                log_path = course / "logs" / assignment / f"{student}.log"
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                worker = context.Process(target=_grade_in_worker, name=f"autograde {assignment}/{student}",
+                                         args=(str(course), assignment, student, list(extra), str(log_path)))
+                worker.start()
+                running[worker.sentinel] = (worker, assignment, student, time.monotonic(), log_path)
+            for sentinel in multiprocessing.connection.wait(list(running)):
+                worker, assignment, student, started, log_path = running.pop(sentinel)
+                worker.join()
+                reason = _failure_reason(worker.exitcode, log_path)
+                if reason:
+                    shutil.rmtree(course / "autograded" / student / assignment, ignore_errors=True)
+                outcome = (assignment, student, reason, time.monotonic() - started, problems_in(log_path))
+                results.append(outcome)
+                if on_done is not None:
+                    on_done(*outcome)
+    finally:
+        for worker, *_ in running.values():  # interrupted: stop what is still running
+            worker.terminate()
+            worker.join(5)
+    return results
