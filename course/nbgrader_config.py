@@ -16,6 +16,10 @@ c.CourseDirectory.db_url = os.environ.get(
     "BACKPROP_LAB_DB_URL", "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db"))
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
+# A grade cell a student deleted is put back from the gradebook (and logged), so its function
+# is still judged; edited grade cells, points and cell types nbgrader restores by default.
+c.OverwriteCells.add_missing_cells = True
+
 # Autograde: the judge replaces nbgrader's in-kernel Execute; the rest of the pipeline is stock.
 c.Autograde.autograde_preprocessors = [
     "grader.nbgrader_plugins.JudgeInSandbox",

@@ -60,12 +60,64 @@ def read_problem(path):
     return ""
 
 
-def inspect_submission(folder, expected, expected_grade_ids=None):
+def expected_cells(release_nb, source_nb=None):
+    """``{grade_id: (cell, accepted sources)}`` of a release notebook's nbgrader cells.
+
+    A locked cell may read as in the release or as in the source notebook (with its hidden
+    part); anything else is an edit, which nbgrader undoes.
+    """
+    sources = {}
+    for nb in (release_nb, source_nb):
+        for cell in (nb.cells if nb is not None else []):
+            gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if gid:
+                sources.setdefault(gid, set()).add(cell.source)
+    return {cell.metadata.nbgrader["grade_id"]: (cell, sources[cell.metadata.nbgrader["grade_id"]])
+            for cell in release_nb.cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+
+
+def _cell_changes(name, nb, wanted):
+    """Deleted or altered nbgrader cells of a readable notebook; nbgrader restores each from the gradebook."""
+    found = {cell.metadata.nbgrader["grade_id"]: cell for cell in nb.cells
+             if isinstance(cell.get("metadata", {}).get("nbgrader"), dict) and cell.metadata.nbgrader.get("grade_id")}
+    problems = []
+    deleted = [gid for gid, (cell, _) in wanted.items() if gid not in found and cell.metadata.nbgrader.get("grade")]
+    if deleted:
+        problems.append(Problem(name, f"grade cell(s) {', '.join(deleted)} were deleted; put back from the source and graded", True))
+    for gid, (cell, accepted) in wanted.items():
+        mine = found.get(gid)
+        if mine is None:
+            continue
+        meta = cell.metadata.nbgrader
+        changes = []
+        if mine.cell_type != cell.cell_type:
+            changes.append(f"its type ({cell.cell_type} → {mine.cell_type})")
+        if meta.get("grade") and float(mine.metadata.nbgrader.get("points", 0) or 0) != float(meta.get("points", 0) or 0):
+            changes.append(f"its points ({meta.get('points')} → {mine.metadata.nbgrader.get('points')})")
+        if meta.get("locked") and not meta.get("solution") and mine.source not in accepted:
+            changes.append("its locked source")
+        if changes:
+            problems.append(Problem(name, f"cell {gid}: {' and '.join(changes)} changed; the source's version is used", True))
+    return problems
+
+
+def _raw_ids(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            cells = json.load(handle).get("cells", [])
+        return [cell.get("id") for cell in cells if isinstance(cell, dict) and cell.get("id")]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def inspect_submission(folder, expected, cells=None):
     """Problems of the submission in ``folder``.
 
     ``expected``: the notebook names (without ``.ipynb``) of the assignment;
-    ``expected_grade_ids``: ``{name: {grade_id, ...}}``, to recognise a renamed notebook.
+    ``cells``: ``{name: expected_cells(release, source)}``, to recognise a renamed notebook and
+    report deleted or altered grade cells.
     """
+    cells = cells or {}
     problems = []
     if not os.path.isdir(folder):
         return [Problem("", "the submission folder does not exist", False)]
@@ -91,12 +143,17 @@ def inspect_submission(folder, expected, expected_grade_ids=None):
                 major = json.load(handle).get("nbformat")
             if major == 3:
                 problems.append(Problem(name, "is in the old notebook format 3; converted to format 4 and graded", True))
+            if stem in cells:
+                problems += _cell_changes(name, nbformat.read(path, as_version=4), cells[stem])
+                raw = _raw_ids(path)  # nbformat repairs duplicates as it reads, so look at the raw file
+                if len(raw) != len(set(raw)):
+                    problems.append(Problem(name, "has duplicated cell ids; they are made unique before grading", True))
         readable[stem] = path
     missing = [stem for stem in expected if stem not in present]
     unknown = [stem for stem in present if stem not in expected]
     for stem in missing:
         hint = ""
-        wanted = (expected_grade_ids or {}).get(stem) or set()
+        wanted = set(cells.get(stem, {}))
         for other in unknown:
             if wanted and other in readable:
                 try:

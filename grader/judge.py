@@ -194,8 +194,9 @@ def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfc
 
     root, work, job, home = launch.prepare(submission_dir, limits.max_disk_bytes)
     try:
-        probe_ids = []
+        probe_ids, probe_timeouts, groups = [], {}, []
         for _, _, _, check in planned:
+            groups.append([])
             for probe in check.probes:
                 probe_id = f"p{len(probe_ids):03d}"
                 probe_dir = os.path.join(job, "probes", probe_id)
@@ -204,11 +205,16 @@ def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfc
                     handle.write(probe.code)
                 codec.save(probe.inputs, os.path.join(probe_dir, "inputs"))
                 probe_ids.append(probe_id)
+                groups[-1].append(probe_id)
+                if probe.timeout:
+                    probe_timeouts[probe_id] = min(float(probe.timeout), limits.probe_timeout * 4)
         job_spec = {
             "cells": [{"source": nb.cells[i].source} for i in student_cells],
             "probes": probe_ids,
             "cell_timeout": limits.cell_timeout,
             "probe_timeout": limits.probe_timeout,
+            "probe_timeouts": probe_timeouts,
+            "groups": groups,
             "max_output_bytes": limits.max_output_bytes,
             "max_restarts": limits.max_restarts,
         }

@@ -36,8 +36,10 @@ def _retrying(action, attempts=8):
     for attempt in range(attempts):
         try:
             return action()
-        except OperationalError as error:  # SQLite is locked while another grader writes
-            if "locked" not in str(error) or attempt == attempts - 1:
+        except OperationalError as error:
+            # SQLite is locked while another grader writes; two first writers race to create the table.
+            transient = "locked" in str(error) or "already exists" in str(error)
+            if not transient or attempt == attempts - 1:
                 raise
             time.sleep(0.25 * 2**attempt)
 

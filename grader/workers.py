@@ -54,21 +54,26 @@ def _grade_in_worker(course, assignment, student, extra, log_path):
     if any(not problem.graded and not problem.notebook for problem in problems):
         sys.exit(NOTHING_TO_GRADE)
     from .autograde import HardenedAutogradeApp
-    HardenedAutogradeApp.launch_instance(argv=argv)
+    started = time.monotonic()
+    try:
+        HardenedAutogradeApp.launch_instance(argv=argv)
+    finally:
+        sys.stderr.flush()
+        print(f"[backprop-lab] worker {os.getpid()}: finished in {time.monotonic() - started:.1f} s", flush=True)
 
 
 def _inspect(course, assignment, student):
     import nbformat
-    from .intake import inspect_submission
-    expected, grade_ids = [], {}
+    from .intake import expected_cells, inspect_submission
+    expected, cells = [], {}
     for path in sorted((course / "source" / assignment).glob("*.ipynb")):
         expected.append(path.stem)
+        release = course / "release" / assignment / path.name
         try:
-            nb = nbformat.read(path, as_version=4)
-            grade_ids[path.stem] = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells} - {None}
-        except Exception:
-            grade_ids[path.stem] = set()
-    return inspect_submission(course / "submitted" / student / assignment, expected, grade_ids)
+            cells[path.stem] = expected_cells(nbformat.read(release, as_version=4), nbformat.read(path, as_version=4))
+        except Exception:  # no release generated here: compare names only
+            cells[path.stem] = {}
+    return inspect_submission(course / "submitted" / student / assignment, expected, cells)
 
 
 def problems_in(log_path):

@@ -158,7 +158,7 @@ class FunctionCase(Case):
 
     def __init__(self, function, reference, make_inputs, *, outputs, returns="single",
                  kinds=("value", "no_mutation", "repeat"), keywords=(), trials=3, tol=1e-6,
-                 variants=None, context=None, numeric=None, numeric_tol=1e-5, depends=(), timeout=None):
+                 variants=None, context=None, numeric=None, numeric_tol=1e-5, depends=(), timeout=None, budget=None):
         if returns not in SELECT_MODES:
             raise ValueError(f"returns must be one of {SELECT_MODES}")
         self.function = function
@@ -176,6 +176,7 @@ class FunctionCase(Case):
         self.numeric_tol = numeric_tol
         self.depends = tuple(depends)
         self.timeout = timeout
+        self.budget = budget  # (make_large_inputs, seconds): one more trial, too big for finite differences
 
     # -- helpers -------------------------------------------------------------------
     def _split(self, inputs):
@@ -209,6 +210,10 @@ class FunctionCase(Case):
         trials = [self.make_inputs(rng) for _ in range(self.trials if kind in ("value", "gradient") else 1)]
         if kind in ("value", "gradient"):
             probes = [self._probe(t, f"return {self._select_code()}") for t in trials]
+            if self.budget is not None:
+                make_large, seconds = self.budget
+                trials.append(make_large(rng))
+                probes.append(dataclasses.replace(self._probe(trials[-1], f"return {self._select_code()}"), timeout=seconds))
             return Check(kind, probes, lambda outcomes: self._judge_values(kind, trials, outcomes))
         if kind == "no_mutation":
             probe = self._probe(trials[0], f"return {{'out': {self._select_code()}, 'args': inputs['args'], 'kwargs': inputs['kwargs']}}")
@@ -222,12 +227,17 @@ class FunctionCase(Case):
         raise KeyError(kind)
 
     def _judge_values(self, kind, trials, outcomes):
+        if self.budget is not None and all(o.ok for o in outcomes[:-1]) and outcomes[-1].status == "timeout":
+            shapes = ", ".join(f"{name} {value.shape}" for name, value in trials[-1].items() if isinstance(value, np.ndarray))
+            return CheckResult(False, f"{self.function} gave the right values on small inputs but did not finish within "
+                                      f"{self.budget[1]:g} s on larger ones ({shapes}). {CATALOGUE['finite_differences']}",
+                               ["finite_differences"])
         failure = first_failure(self.function, outcomes)
         if failure:
             return failure
-        for inputs, outcome in zip(trials, outcomes):
+        for number, (inputs, outcome) in enumerate(zip(trials, outcomes)):
             expected = self.expected(inputs)
-            if kind == "gradient" and self.numeric is not None:
+            if kind == "gradient" and self.numeric is not None and number < self.trials:
                 numeric = self.numeric(**copy.deepcopy(inputs))
                 for name, e, n in zip(self.outputs, expected, numeric):
                     if norm_error(e, n) > self.numeric_tol:
@@ -236,7 +246,8 @@ class FunctionCase(Case):
             if not result.passed:
                 return result
         note = " and central differences" if kind == "gradient" and self.numeric is not None else ""
-        return CheckResult(True, f"matches the reference{note} on {len(trials)} fresh input sets")
+        size = " (one of them large)" if self.budget is not None else ""
+        return CheckResult(True, f"matches the reference{note} on {len(trials)} fresh input sets{size}")
 
     def _compare(self, inputs, got, expected):
         """One trial's outputs against the reference, with the known mistakes as variants."""

@@ -23,8 +23,13 @@ import time
 
 RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 SANDBOX_ROOT = "/sandbox"
-MASKED_PACKAGES = ("grader", "solutions")
+# Our own packages (the judge and the reference solutions), and the autodiff libraries that
+# would do a student's backpropagation for them: installed for the instructor, absent here.
+MASKED_PACKAGES = ("grader", "solutions", "torch", "functorch", "jax", "tensorflow", "autograd")
 log = logging.getLogger("backprop_lab.sandbox")
+BLOCKED_PACKAGE = (
+    "raise ModuleNotFoundError(f'No module named {__name__!r} while grading: '\n"
+    "                          'the course is done with NumPy alone', name=__name__)\n")
 
 
 @dataclasses.dataclass
@@ -72,7 +77,7 @@ def _python_roots():
 
 
 def _masked_paths():
-    """Installed copies of our own packages that must not be visible to student code."""
+    """Installed packages that must not be visible to student code (see ``MASKED_PACKAGES``)."""
     found = []
     for directory in site.getsitepackages() + [site.getusersitepackages()]:
         for name in MASKED_PACKAGES:
@@ -129,9 +134,13 @@ def _bwrap_command(bwrap, work, job, home, run_as):
             for path in parents:
                 cmd += ["--perms", "0755", "--dir", path]
             cmd += ["--ro-bind", root, root]
-    for path in _masked_paths():
-        cmd += ["--tmpfs", path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+    for path in _masked_paths():  # a package whose import fails with a clear message
+        cmd += ["--ro-bind", os.path.join(os.path.dirname(work), "blocked"), path]
+    # /tmp and /dev/shm are folders of the job's root on disk, not tmpfs (RAM): the disk watchdog
+    # sees what is written there and stops the run at its limit.
+    scratch = os.path.dirname(work)
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--bind", os.path.join(scratch, "tmp"), "/tmp", "--bind", os.path.join(scratch, "shm"), "/dev/shm",
             "--ro-bind", RUNNER_DIR, "/bpl",
             "--perms", "0755", "--dir", SANDBOX_ROOT,
             "--bind", work, f"{SANDBOX_ROOT}/work",
@@ -205,6 +214,13 @@ def prepare(submission_dir, max_disk_bytes):
                     submission_dir, size // 2**20)
     os.makedirs(os.path.join(job, "probes"))
     os.makedirs(home)
+    for scratch in ("tmp", "shm"):
+        os.makedirs(os.path.join(root, scratch))
+    os.makedirs(os.path.join(root, "blocked"))
+    with open(os.path.join(root, "blocked", "__init__.py"), "w") as handle:
+        handle.write(BLOCKED_PACKAGE)
+    os.chmod(os.path.join(root, "blocked"), 0o755)
+    os.chmod(os.path.join(root, "blocked", "__init__.py"), 0o644)
     return root, work, job, home
 
 
@@ -215,7 +231,7 @@ def run(root, limits):
     run_as = None
     if bwrap is not None and os.geteuid() == 0:
         run_as = random.randint(61000, 64999)
-        for path in (work, job, home):
+        for path in (work, job, home, os.path.join(root, "tmp"), os.path.join(root, "shm")):
             _chown_tree(path, run_as)
     if bwrap is not None:
         cmd = _bwrap_command(bwrap, work, job, home, run_as)

@@ -14,6 +14,7 @@ is restarted and the student's cells are replayed, so the failure costs only wha
 import ctypes
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -38,6 +39,52 @@ KEPT_MIME = ("text/plain", "image/png")
 
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE = 4
+
+
+def hold_probes(job_dir, probe_ids):
+    """Read every probe (code and hidden inputs) into memory and delete it from disk.
+
+    Student code runs as the same user as this runner, so anything on disk is readable from a
+    student cell. Each probe's files go back to disk just before that probe runs and are
+    removed after it; this process is made non-dumpable so its memory cannot be read through
+    ``/proc`` either.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    held = {}
+    for probe_id in probe_ids:
+        folder = os.path.join(job_dir, "probes", probe_id)
+        files = {}
+        for root, _, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(root, name)
+                with open(path, "rb") as handle:
+                    files[os.path.relpath(path, folder)] = handle.read()
+        shutil.rmtree(folder)
+        held[probe_id] = files
+    return held
+
+
+def put_back(folder, files):
+    """Restore a probe's files, clearing any result a student's code planted there beforehand."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for relative, data in files.items():
+        path = os.path.join(folder, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+
+
+def take_away(folder, files):
+    for relative in files:
+        try:
+            os.remove(os.path.join(folder, relative))
+        except OSError:
+            pass
+    shutil.rmtree(os.path.join(folder, "inputs"), ignore_errors=True)
 
 
 def become_subreaper():
@@ -200,16 +247,24 @@ class Session:
                 self.start()
             cell["outputs"] = saved
 
-    def run_probe(self, probe_id):
+    def run_probe(self, probe_id, files):
         probe_dir = os.path.join(self.job_dir, "probes", probe_id)
+        put_back(probe_dir, files)
+        try:
+            return self._run_probe(probe_id, probe_dir)
+        finally:
+            take_away(probe_dir, files)
+
+    def _run_probe(self, probe_id, probe_dir):
         cell = nbformat.v4.new_code_cell(PROBE_CELL.format(support=SUPPORT, probe_dir=probe_dir))
         self.nb.cells.append(cell)
         index = len(self.nb.cells) - 1
+        timeout = self.job.get("probe_timeouts", {}).get(probe_id, self.job["probe_timeout"])
         try:
-            self._execute(index, self.job["probe_timeout"])
+            self._execute(index, timeout)
             outcome = None
         except CellTimeoutError:
-            outcome = {"status": "timeout", "message": f"did not finish within {self.job['probe_timeout']} s"}
+            outcome = {"status": "timeout", "message": f"did not finish within {timeout:g} s"}
         except DeadKernelError:
             outcome = {"status": "crashed", "message": "the kernel died (os._exit, a segfault or the memory limit)"}
         finally:
@@ -222,12 +277,14 @@ class Session:
             with open(os.path.join(probe_dir, "outcome.json"), "w") as handle:
                 json.dump(outcome, handle)
             self.restart(outcome["status"])
+        return outcome
 
 
 def main(job_dir):
     with open(os.path.join(job_dir, "job.json")) as handle:
         job = json.load(handle)
     become_subreaper()
+    held = hold_probes(job_dir, job["probes"])
     session = Session(job_dir, job)
     started = time.monotonic()
     phases = {"imports": started - _T0}
@@ -237,8 +294,21 @@ def main(job_dir):
         phases["kernel_start"] = time.monotonic() - started
         session.run_cells()
         phases["cells"] = time.monotonic() - started - phases["kernel_start"]
+        # Once a call overran its time or killed the kernel, the other calls of the same check
+        # cannot change its verdict: they are skipped rather than waited for.
+        group_of = {probe_id: number for number, group in enumerate(job.get("groups", [])) for probe_id in group}
+        stopped = {}
         for probe_id in job["probes"]:
-            session.run_probe(probe_id)
+            files = held.pop(probe_id)
+            group = group_of.get(probe_id)
+            if group is not None and group in stopped:
+                os.makedirs(os.path.join(job_dir, "probes", probe_id), exist_ok=True)
+                with open(os.path.join(job_dir, "probes", probe_id, "outcome.json"), "w") as handle:
+                    json.dump({"status": "skipped", "message": f"not run, because an earlier call of this check {stopped[group]}"}, handle)
+                continue
+            outcome = session.run_probe(probe_id, files)
+            if outcome and outcome["status"] in ("timeout", "crashed") and group is not None:
+                stopped[group] = "timed out" if outcome["status"] == "timeout" else "killed the kernel"
         phases["probes"] = time.monotonic() - started - phases["kernel_start"] - phases["cells"]
     except Exception as error:
         fatal = f"{type(error).__name__}: {error}"

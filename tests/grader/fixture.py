@@ -24,23 +24,29 @@ def _meta(grade_id, **fields):
     return {"nbgrader": meta}
 
 
-def build(course):
-    """Write ``source/fixture/layers.ipynb`` (and its labcheck bundle) into ``course``."""
-    folder = course / "source" / ASSIGNMENT
+def build(course, assignment=ASSIGNMENT, notebooks=None):
+    """Write the fixture assignment (and its labcheck bundle) into ``course``.
+
+    ``notebooks``: ``{file name: {"module.function": {kind: points}}}``; by default one
+    notebook, ``layers.ipynb``, with the forward-pass functions of ``GRADED``.
+    """
+    notebooks = notebooks or {NOTEBOOK: {f"forward_pass.{f}": points for f, points in GRADED.items()}}
+    folder = course / "source" / assignment
     folder.mkdir(parents=True, exist_ok=True)
-    cells = [new_markdown_cell("# Fixture: a few layers", id="intro"),
-             new_code_cell("import numpy as np\nfrom labcheck import judge", id="setup", metadata=_meta("setup", locked=True))]
-    for function, points in GRADED.items():
-        solution = new_code_cell(with_markers(reference_source(f"forward_pass.{function}")), id=function,
-                                 metadata=_meta(function, solution=True))
-        solution.metadata["backprop_lab"] = {"reference": f"forward_pass.{function}"}
-        declaration = ", ".join(f"{kind}={value}" for kind, value in points.items())
-        test = new_code_cell(f"# Hidden checks of {function}.\n### BEGIN HIDDEN TESTS\njudge(\"{function}\", {declaration})\n"
-                             "### END HIDDEN TESTS", id=f"test_{function}",
-                             metadata=_meta(f"test_{function}", grade=True, locked=True, points=sum(points.values())))
-        cells += [solution, test]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, folder / NOTEBOOK)
+    for name, graded in notebooks.items():
+        cells = [new_markdown_cell(f"# Fixture: {name}", id="intro"),
+                 new_code_cell("import math\n\nimport numpy as np\nfrom labcheck import judge", id="setup", metadata=_meta("setup", locked=True))]
+        for dotted, points in graded.items():
+            function = dotted.rsplit(".", 1)[1]
+            solution = new_code_cell(with_markers(reference_source(dotted)), id=function, metadata=_meta(function, solution=True))
+            solution.metadata["backprop_lab"] = {"reference": dotted}
+            declaration = ", ".join(f"{kind}={value}" for kind, value in points.items())
+            test = new_code_cell(f"# Hidden checks of {function}.\n### BEGIN HIDDEN TESTS\njudge(\"{function}\", {declaration})\n"
+                                 "### END HIDDEN TESTS", id=f"test_{function}",
+                                 metadata=_meta(f"test_{function}", grade=True, locked=True, points=sum(points.values())))
+            cells += [solution, test]
+        nb = new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / name)
     sync(str(course))
     return folder

@@ -29,6 +29,8 @@ CATALOGUE = {
     "softmax_no_shift": "Overflow at large inputs: subtract the row maximum before exponentiating (softmax is unchanged by the shift).",
     "unstable_sigmoid": "Overflow at large |z|: compute sigmoid with exp(-|z|) so the exponent never grows.",
     "one_sided_difference": "A one-sided difference (f(x+h) - f(x)) / h was used; the central difference (f(x+h) - f(x-h)) / 2h is accurate to O(h^2).",
+    "finite_differences": ("Backpropagation costs about as much as one forward pass; finite differences cost two forward "
+                           "passes per input entry. Use the chain rule (e.g. dW = x.T @ dout), not perturbed forward calls."),
     "input_not_restored": "The perturbed entry of x was not restored after the difference, so later entries see a shifted x.",
     "time_not_summed": "The weight gradients were not summed over time: every step uses the same weights, so every step contributes.",
     "dh_not_carried": "The gradient carried back from the next step (dh_prev) was dropped: each step receives dh[:, t] plus what flows back from t+1.",
