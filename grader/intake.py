@@ -76,6 +76,13 @@ def expected_cells(release_nb, source_nb=None):
             for cell in release_nb.cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
 
 
+def _points(cell):
+    try:
+        return float(cell.metadata.nbgrader.get("points", 0) or 0)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def _cell_changes(name, nb, wanted):
     """Deleted or altered nbgrader cells of a readable notebook; nbgrader restores each from the gradebook."""
     found = {cell.metadata.nbgrader["grade_id"]: cell for cell in nb.cells
@@ -92,7 +99,7 @@ def _cell_changes(name, nb, wanted):
         changes = []
         if mine.cell_type != cell.cell_type:
             changes.append(f"its type ({cell.cell_type} → {mine.cell_type})")
-        if meta.get("grade") and float(mine.metadata.nbgrader.get("points", 0) or 0) != float(meta.get("points", 0) or 0):
+        if meta.get("grade") and _points(mine) != _points(cell):
             changes.append(f"its points ({meta.get('points')} → {mine.metadata.nbgrader.get('points')})")
         if meta.get("locked") and not meta.get("solution") and mine.source not in accepted:
             changes.append("its locked source")

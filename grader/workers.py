@@ -48,7 +48,11 @@ def _grade_in_worker(course, assignment, student, extra, log_path):
     os.close(descriptor)
     argv = [assignment, "--student", student, *extra]
     print(f"[backprop-lab] worker {os.getpid()}: nbgrader autograde {' '.join(argv)}", flush=True)
-    problems = _inspect(Path(course), assignment, student)
+    try:
+        problems = _inspect(Path(course), assignment, student)
+    except Exception as error:  # the inspection is a courtesy; nbgrader still grades
+        print(f"[backprop-lab] could not inspect the submission ({type(error).__name__}: {error})", flush=True)
+        problems = []
     for problem in problems:
         print(f"{PROBLEM_MARK} {problem.line()}", flush=True)
     if any(not problem.graded and not problem.notebook for problem in problems):

@@ -28,12 +28,18 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellControlSignal, CellTimeoutError, DeadKernelError
 
 SUPPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe_support.py")
+# The probe support module is loaded once per kernel and kept in sys.modules. Student code can
+# replace it, but then only spoils its own results: the judge checks every value it gets back.
 PROBE_CELL = (
-    "import importlib.util as __bpl_u\n"
-    "__bpl_s = __bpl_u.spec_from_file_location('__bpl_probe_support', {support!r})\n"
-    "__bpl_m = __bpl_u.module_from_spec(__bpl_s); __bpl_s.loader.exec_module(__bpl_m)\n"
-    "__bpl_m.run({probe_dir!r}, globals())\n"
-    "del __bpl_u, __bpl_s, __bpl_m\n"
+    "import sys as __bpl_sys\n"
+    "if '__bpl_probe_support' not in __bpl_sys.modules:\n"
+    "    import importlib.util as __bpl_u\n"
+    "    __bpl_s = __bpl_u.spec_from_file_location('__bpl_probe_support', {support!r})\n"
+    "    __bpl_sys.modules['__bpl_probe_support'] = __bpl_u.module_from_spec(__bpl_s)\n"
+    "    __bpl_s.loader.exec_module(__bpl_sys.modules['__bpl_probe_support'])\n"
+    "    del __bpl_u, __bpl_s\n"
+    "__bpl_sys.modules['__bpl_probe_support'].run({probe_dir!r}, globals())\n"
+    "del __bpl_sys\n"
 )
 KEPT_MIME = ("text/plain", "image/png")
 
