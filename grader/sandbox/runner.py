@@ -24,6 +24,7 @@ _T0 = time.monotonic()
 # rfc3987-syntax package is installed: 2-3 s per start, for a format check nothing here uses.
 sys.modules.setdefault("rfc3987_syntax", None)
 import nbformat
+import zmq
 from nbclient import NotebookClient
 from nbclient.exceptions import CellControlSignal, CellTimeoutError, DeadKernelError
 
@@ -42,6 +43,19 @@ PROBE_CELL = (
     "del __bpl_sys\n"
 )
 KEPT_MIME = ("text/plain", "image/png")
+# A kernel that prints gigabytes sends them in a few huge messages; taking one in would exhaust
+# this runner's memory. ZeroMQ drops a peer whose message is larger than this instead.
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+def bounded_client(client_class):
+    """``client_class`` whose ZeroMQ sockets refuse messages over ``MAX_MESSAGE_BYTES``."""
+    class BoundedKernelClient(client_class):
+        def _context_default(self):
+            context = super()._context_default()
+            context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            return context
+    return BoundedKernelClient
 
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -191,6 +205,7 @@ class Session:
 
     def start(self):
         self.client.km = self.client.create_kernel_manager()
+        self.client.km.client_factory = bounded_client(self.client.km.client_factory)
         self.client.start_new_kernel(cwd=os.getcwd())
         self.client.start_new_kernel_client()
 

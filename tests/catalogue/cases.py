@@ -45,6 +45,20 @@ BROKEN_FULL = full_scores(BROKEN_NOTEBOOKS)
 AFFINE_BUG = ("out = x @ W + b\n    cache", "out = x @ W\n    cache")   # the bias is dropped: value check lost
 
 
+def score_summary(scores, full):
+    """``total/max``, and each function that scored less than full as ``name got/max``."""
+    text = f"{sum(scores.values()):g}/{sum(full.values()):g}"
+    lost = [f"{k[len('test_'):]} {scores[k]:g}/{full[k]:g}" for k in full if scores[k] < full[k]]
+    if lost and len(lost) < len(full):
+        text += f" ({', '.join(lost)})"
+    return text
+
+
+def alternatives(expected):
+    """An expected text, or a tuple of texts any one of which will do."""
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
 def ref(**changes):
     """Full marks except the named grade cells (function name → expected score)."""
     return {**FULL, **{f"test_{k}": float(v) for k, v in changes.items()}}
@@ -67,7 +81,7 @@ class Case:
     scores: dict = None        # expected score of every grade cell (None: nothing is graded)
     at_most: bool = False      # scores are an upper bound (the exploit may break more of its own work)
     messages: dict = dataclasses.field(default_factory=dict)   # grade_id -> text in the judge's message
-    output: tuple = ()         # texts the exploit's own cell printed (autograded notebook)
+    output: tuple = ()         # texts the exploit's own cell printed (autograded notebook); a tuple: any of them
     problems: tuple = ()       # texts of the one-line problems the CLI prints for this student
     failed: str = ""           # text of the CLI's ✗ line, when the submission cannot be graded at all
 
@@ -79,13 +93,9 @@ class Case:
     def expected(self):
         if self.scores is None:
             return f"not graded; ✗ line: {self.failed}"
-        total, maximum = sum(self.scores.values()), sum((BROKEN_FULL if self.group == "broken" else FULL).values())
-        text = f"{'at most ' if self.at_most else ''}{total:g}/{maximum:g}"
-        lost = [k[len("test_"):] for k, v in self.scores.items()
-                if v < (BROKEN_FULL if self.group == "broken" else FULL)[k]]
-        if lost and len(lost) < len(self.scores):
-            text += f" (loses {', '.join(lost)})"
-        extras = [f"says “{m}”" for m in self.messages.values()] + [f"prints “{o}”" for o in self.output]
+        text = ("at most " if self.at_most else "") + score_summary(self.scores, BROKEN_FULL if self.group == "broken" else FULL)
+        extras = [f"says “{m}”" for m in self.messages.values()]
+        extras += ["prints " + " or ".join(f"“{t}”" for t in alternatives(o)) for o in self.output]
         extras += [f"reports “{p}”" for p in self.problems]
         return "; ".join([text] + extras)
 
@@ -300,9 +310,7 @@ subprocess.Popen(["sleep", "4242"], start_new_session=True)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        import time
-        while True:
-            time.sleep(1)
+        os.execvp("sleep", ["sleep", "4243"])
     os._exit(0)
 '''
 
@@ -414,7 +422,7 @@ def hostile_cases():
              scores=ref(mse_loss=0), messages={"test_mse_loss": "MemoryError"}),
         Case("h_stdout_flood", "hostile", "a cell that prints gigabytes",
              lambda kit: only(cell(kit.source(), "import sys\nfor _ in range(4096):\n    sys.stdout.write('x' * 2**20)\n", "end")),
-             scores=FULL, output=("dropped by the grader",)),
+             scores=FULL, output=(("dropped by the grader", "[grader] the kernel died", "[grader] stopped after"),)),
         Case("h_fill_disk", "hostile", "a cell that writes 1.5 GB of files (into /tmp and the working folder)",
              lambda kit: only(cell(kit.release(), "import os\nblock = b'x' * 2**20\nfor i in range(6):\n"
                                                   "    for folder in ('/tmp', '.'):\n        try:\n"

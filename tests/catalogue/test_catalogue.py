@@ -5,8 +5,8 @@ handed in as a student of its own and graded with ``backprop-lab autograde --job
 autograde with the course's hardened configuration, in parallel workers). Each case's expected
 outcome is asserted; so is what must hold for all of them together: the controls' grades and
 the gradebook's other rows are unchanged byte for byte, no manual score appears, the course
-files and every submitted file are unchanged, no process is left behind, and feedback never
-shows a hidden declaration. ``docs/catalogue.md`` is generated from these results.
+files and every submitted file are unchanged, the daemon case's processes are gone, and feedback
+never shows a hidden declaration. ``docs/catalogue.md`` is generated from these results.
 """
 import hashlib
 import os
@@ -95,7 +95,8 @@ def _sandbox_processes():
         except OSError:
             continue
         uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))
-        if 61000 <= uid <= 64999 or "sleep 4242" in cmdline:
+        # The markers of the h_daemon case (other test files may be grading in sandboxes right now).
+        if "sleep 4242" in cmdline or "sleep 4243" in cmdline:
             found.append(f"{pid} uid {uid}: {cmdline[:80]}")
     return found
 
@@ -166,12 +167,7 @@ def test_case(run, case):
             assert scores["test_affine_forward"] <= C.BUG["test_affine_forward"]
         else:
             assert scores == case.scores, {k: (scores[k], v) for k, v in case.scores.items() if scores[k] != v}
-        full = C.BROKEN_FULL if case.group == "broken" else C.FULL
-        lost = [k[len("test_"):] for k in full if scores[k] < full[k]]
-        summary = f"{sum(scores.values()):g}/{sum(full.values()):g}"
-        if lost and len(lost) < len(full):
-            summary += f" (lost: {', '.join(lost)})"
-        observed.append(summary)
+        observed.append(C.score_summary(scores, C.BROKEN_FULL if case.group == "broken" else C.FULL))
         messages = {}
         for path in (course / "autograded" / case.id / case.assignment).glob("*.ipynb"):
             messages.update(pipeline.judge_messages(course, case.assignment, case.id, path.name))
@@ -180,9 +176,12 @@ def test_case(run, case):
             observed.append(f"feedback says “{text}”")
         if case.output:
             printed = _outputs_text(course, case)
-            for text in case.output:
-                assert text in printed, printed[-3000:]
-                observed.append(f"its cell printed “{text}”")
+            for expected in case.output:
+                found = [text for text in C.alternatives(expected) if text in printed]
+                assert found, printed[-3000:]
+                # Which of several alternatives shows up can vary with timing; the table must not.
+                observed.append(f"its cell printed “{found[0]}”" if len(C.alternatives(expected)) == 1
+                                else "its cell printed one of these")
     for text in case.problems:
         matching = [line for line in lines if text in line]
         assert matching, (text, lines)
