@@ -5,8 +5,6 @@ and every extracted file stays there), then nbgrader's own ``zip_collect`` with 
 ``FileNameCollector`` places them. Odd names, missing notebooks and extra files are reported.
 """
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -46,8 +44,8 @@ def collect_zip(course, assignment, archive):
     for student, files in sorted(students.items()):
         for missing in sorted(set(expected) - files):
             report.append(f"! {student}: {missing} missing from the zip")
-    result = subprocess.run([sys.executable, "-m", "nbgrader", "zip_collect", assignment, "--force",
-                             f"--FileNameCollectorPlugin.named_regexp={PATTERN}"], cwd=course, capture_output=True, text=True)
+    from .cli import run_nbgrader
+    result = run_nbgrader(course, "zip_collect", assignment, "--force", f"--FileNameCollectorPlugin.named_regexp={PATTERN}")
     if result.returncode != 0:
         report.append(f"✗ nbgrader zip_collect failed: {result.stderr[-500:]}")
     for student in sorted(students):

@@ -5,7 +5,10 @@ the submission's private copy as the working directory. It reads ``JOB_DIR/job.j
 
 * ``cells``: the student's code cells, in notebook order (grade cells are not among them);
 * ``probes``: probe ids; each ``JOB_DIR/probes/<id>/`` holds ``code.py`` and ``inputs/``;
-* limits: ``cell_timeout``, ``probe_timeout``, ``max_output_bytes``, ``max_restarts``.
+* limits: ``cell_timeout``, ``probe_timeout`` (``probe_timeouts`` overrides it per probe),
+  ``max_output_bytes``, ``max_restarts``;
+* ``groups``: the probe ids of each check, so that a check whose call timed out or crashed
+  skips its remaining calls.
 
 It writes ``JOB_DIR/cells.json`` (each cell's outputs, truncated, and whether it failed) and
 each probe's ``out/``. When the kernel dies or a cell or probe overruns its time, the kernel
