@@ -124,16 +124,34 @@ def autograde(course, assignments, students=None, jobs=None, force=False, extra=
     todo = submissions(course, assignments, students)
     jobs = jobs or os.cpu_count() or 1
     extra = list(extra) + (["--force"] if force else [])
+    register_students(course, sorted({student for _, student in todo}))
     progress = Progress(len(todo))
     results = grade_all(course, todo, jobs, extra, on_done=lambda a, s, reason, *_: progress.step(not reason))
     return sorted(results)
 
 
+def register_students(course, students):
+    """Create the gradebook's missing students before the workers start.
+
+    nbgrader's autograde creates its student itself, but two workers grading the same student's
+    assignments at once would both insert the row and one would fail on the unique key. Honours
+    ``Autograde.create_student = False`` (then an unknown student fails in its worker, as in nbgrader).
+    """
+    config = _course_config(course)
+    if not config.get("Autograde", {}).get("create_student", True) or not students:
+        return
+    with gradebook(course) as gb:
+        known = {student.id for student in gb.students}
+        for student in students:
+            if student not in known:
+                gb.add_student(student)
+
+
 def score_table(course, assignments):
     """{student: {assignment: (score, max_score)}} from nbgrader's gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
     table = {}
-    with Gradebook(_db_url(course)) as gb:
+    with gradebook(course) as gb:
         for assignment in assignments:
             try:
                 gb.find_assignment(assignment)
@@ -148,10 +166,22 @@ def score_table(course, assignments):
     return table
 
 
-def _db_url(course):
+def _course_config(course):
     from traitlets.config import Config, PyFileConfigLoader
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config() if (course / "nbgrader_config.py").exists() else Config()
-    url = config.get("CourseDirectory", {}).get("db_url")
+    if not (course / "nbgrader_config.py").exists():
+        return Config()
+    return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+
+
+def gradebook(course):
+    """nbgrader's gradebook for the course, at its configured ``db_url`` and ``course_id``."""
+    from nbgrader.api import Gradebook
+    course_id = _course_config(course).get("CourseDirectory", {}).get("course_id", "default_course")
+    return Gradebook(_db_url(course), course_id)
+
+
+def _db_url(course):
+    url = _course_config(course).get("CourseDirectory", {}).get("db_url")
     return url or f"sqlite:///{course / 'gradebook.db'}"
 
 

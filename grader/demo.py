@@ -15,8 +15,7 @@ from . import cli, cohort
 
 
 def _cell_scores(course, assignment, student):
-    from nbgrader.api import Gradebook
-    with Gradebook(cli._db_url(course)) as gb:
+    with cli.gradebook(course) as gb:
         submission = gb.find_submission(assignment, student)
         return {g.name: (g.score, g.max_score) for nb in submission.notebooks for g in nb.grades if g.cell_type == "code"}
 

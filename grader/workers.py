@@ -14,6 +14,7 @@ folder; its first line names the worker's process id.
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import shutil
 import signal
 import sys
@@ -111,8 +112,17 @@ def _failure_reason(exitcode, log_path):
         lines = Path(log_path).read_text(errors="replace").splitlines()
     except OSError:
         lines = []
-    errors = [line for line in lines if "ERROR" in line or "Error" in line]
-    return (errors[-1] if errors else f"nbgrader exited with {exitcode}")[:300]
+    # The last exception a traceback ended with says most; nbgrader's own closing ERROR lines
+    # ("Please see the above traceback ...") say nothing, so they come last in preference.
+    exceptions = [line.strip() for line in lines if _EXCEPTION_LINE.match(line)]
+    errors = [line.strip() for line in lines
+              if ("ERROR" in line or "Error" in line) and not any(g in line for g in _GENERIC_ERRORS)]
+    found = exceptions or errors
+    return (found[-1] if found else f"nbgrader exited with {exitcode}")[:300]
+
+
+_EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Entry|Exit|Timeout)(?::\s|$)")
+_GENERIC_ERRORS = ("Please see the", "There was an error processing assignment", "Traceback (most recent call last)")
 
 
 def grade_all(course, todo, jobs, extra=(), on_done=None):

@@ -90,6 +90,28 @@ def test_a_killed_worker_loses_only_its_submission_and_a_rerun_completes_it(cour
     assert _all_scores(course) == _all_scores(serial)
 
 
+def test_one_students_assignments_graded_at_the_same_time_both_land(courses, tmp_path):
+    """Two workers start on the same new student at once: neither may lose its grades to the
+    other's insert of the student row (seen once in the demo before students were registered first)."""
+    serial, _ = courses
+    course = pipeline.make_course(tmp_path)
+    fixture.build(course)
+    fixture.build(course, "fixture-b")
+    for assignment in (A, "fixture-b"):
+        pipeline.nbgrader(course, "generate_assignment", assignment, "--force")
+    source = pipeline.source_notebook(course, A, NB)
+    for student in ("ann", "ben"):
+        for assignment in (A, "fixture-b"):
+            pipeline.submit(course, student, assignment, {NB: pipeline.mutate(source, STUDENTS[student])})
+    # submissions are taken student by student, so both of ann's start together, then both of ben's
+    result = _cli(course, "autograde", "--jobs", "2", timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4/4 graded, 0 failed" in result.stderr
+    for student in ("ann", "ben"):
+        for assignment in (A, "fixture-b"):
+            assert pipeline.cell_scores(course, assignment, student) == pipeline.cell_scores(serial, A, student)
+
+
 def test_zip_collect_reports_odd_names_missing_and_extra_files_and_loses_nothing(courses, tmp_path):
     serial, _ = courses
     course = pipeline.make_course(tmp_path)
@@ -116,3 +138,20 @@ def test_zip_collect_reports_odd_names_missing_and_extra_files_and_loses_nothing
     kept = {p.name for p in (course / "downloaded" / A / "archive").iterdir()}
     assert {"fay_notes.txt", "Final version (2) FINAL.ipynb", "gus_other.ipynb"} <= kept
     assert archive.exists()
+
+
+def test_a_failed_workers_reason_is_the_exception_not_nbgraders_closing_words(tmp_path):
+    from grader.workers import _failure_reason
+    log = tmp_path / "ann.log"
+    log.write_text("[backprop-lab] worker 1: nbgrader autograde fixture --student ann\n"
+                   "Traceback (most recent call last):\n"
+                   "  File \"api.py\", line 1397, in add_student\n"
+                   "nbgrader.api.InvalidEntry: (sqlite3.IntegrityError) UNIQUE constraint failed: student.id\n"
+                   "[HardenedAutogradeApp | ERROR] There was an error processing assignment 'fixture' for student 'ann'\n"
+                   "[HardenedAutogradeApp | ERROR] Please see the the above traceback for details.\n")
+    assert _failure_reason(1, log) == "nbgrader.api.InvalidEntry: (sqlite3.IntegrityError) UNIQUE constraint failed: student.id"
+    log.write_text("[HardenedAutogradeApp | ERROR] No notebooks were found in submitted/ann/fixture\n"
+                   "[HardenedAutogradeApp | ERROR] Please see the the above traceback for details.\n")
+    assert _failure_reason(1, log) == "[HardenedAutogradeApp | ERROR] No notebooks were found in submitted/ann/fixture"
+    log.write_text("")
+    assert _failure_reason(2, log) == "nbgrader exited with 2"
