@@ -20,7 +20,16 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # is still judged; edited grade cells, points and cell types nbgrader restores by default.
 c.OverwriteCells.add_missing_cells = True
 
-# Autograde: the judge replaces nbgrader's in-kernel Execute; the rest of the pipeline is stock.
+# Autograde: the judge replaces nbgrader's in-kernel Execute; the rest of the pipeline is
+# stock, with a CheckCellMetadata that makes nbgrader's checks without re-checking the schema
+# for every cell.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "grader.nbgrader_plugins.CheckCellMetadata",
+]
 c.Autograde.autograde_preprocessors = [
     "grader.nbgrader_plugins.JudgeInSandbox",
     "nbgrader.preprocessors.IgnorePattern",
@@ -28,7 +37,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.LimitOutput",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
+    "grader.nbgrader_plugins.CheckCellMetadata",
 ]
 # Feedback shows the judge's messages, never a grade cell's hidden declaration.
 c.GenerateFeedback.preprocessors = [

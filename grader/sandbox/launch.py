@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import resource
+import select
 import shutil
 import signal
 import site
@@ -280,12 +281,10 @@ def run(root, limits):
     with open(stdout_path, "wb") as sink:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
                                    env=env, cwd=cwd, preexec_fn=_set_limits(limits, run_as))
+        exited = _exit_waiter(process)
         while True:
-            try:
-                process.wait(timeout=0.2)
+            if exited(0.2):
                 break
-            except subprocess.TimeoutExpired:
-                pass
             elapsed = time.monotonic() - started
             if elapsed > limits.notebook_timeout:
                 killed = f"the notebook ran past its {limits.notebook_timeout:.0f} s limit"
@@ -303,6 +302,33 @@ def run(root, limits):
         tail = handle.read()[-4000:].decode(errors="replace")
     return RunResult(mode=mode, job_dir=job, returncode=process.returncode,
                      seconds=time.monotonic() - started, killed_because=killed, runner_stderr=tail)
+
+
+def _exit_waiter(process):
+    """``wait(seconds)`` -> whether ``process`` has exited, waking the moment it does.
+
+    ``Popen.wait(timeout)`` sleeps in steps of up to 50 ms; a pidfd (Linux 5.3+) becomes
+    readable exactly when the process ends.
+    """
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+
+    def wait(seconds):
+        if pidfd is not None:
+            select.select([pidfd], [], [], seconds)
+        else:
+            try:
+                process.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                pass
+        if process.poll() is None:
+            return False
+        if pidfd is not None:
+            os.close(pidfd)
+        return True
+    return wait
 
 
 def cleanup(root):
