@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .intake import PROBLEM_MARK
@@ -58,6 +59,9 @@ def _grade_in_worker(course, assignment, student, extra, log_path):
         print(f"{PROBLEM_MARK} {problem.line()}", flush=True)
     if any(not problem.graded and not problem.notebook for problem in problems):
         sys.exit(NOTHING_TO_GRADE)
+    # nbgrader 0.9 builds a submission's rows before adding them to the session; SQLAlchemy 2
+    # warns for each one, yet adds them all with the submission. Benign and repeated per notebook.
+    warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session")
     from .autograde import HardenedAutogradeApp
     started = time.monotonic()
     try:
