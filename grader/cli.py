@@ -103,6 +103,9 @@ class Progress:
 
     def __init__(self, total):
         self.total, self.done, self.failed, self.started = total, 0, 0, time.monotonic()
+        # On a terminal the bar redraws in place; in a log file it would be one endless line,
+        # so there it is written as a line at each tenth of the way and at the end.
+        self.live = sys.stderr.isatty()
 
     def step(self, ok):
         self.done += 1
@@ -111,11 +114,13 @@ class Progress:
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
         width = 30
         filled = int(width * self.done / max(self.total, 1))
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded, "
-                         f"{self.failed} failed, {elapsed:5.0f} s elapsed, ETA {eta:4.0f} s ")
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded, "
+                f"{self.failed} failed, {elapsed:5.0f} s elapsed, ETA {eta:4.0f} s")
+        if self.live:
+            sys.stderr.write(f"\r{line} " + ("\n" if self.done == self.total else ""))
+        elif self.done == self.total or 10 * self.done // self.total != 10 * (self.done - 1) // self.total:
+            sys.stderr.write(line + "\n")
         sys.stderr.flush()
-        if self.done == self.total:
-            sys.stderr.write("\n")
 
 
 def autograde(course, assignments, students=None, jobs=None, force=False, extra=()):

@@ -155,3 +155,15 @@ def test_a_failed_workers_reason_is_the_exception_not_nbgraders_closing_words(tm
     assert _failure_reason(1, log) == "[HardenedAutogradeApp | ERROR] No notebooks were found in submitted/ann/fixture"
     log.write_text("")
     assert _failure_reason(2, log) == "nbgrader exited with 2"
+
+
+def test_progress_in_a_log_file_is_a_line_per_tenth_not_one_endless_line(capsys):
+    from grader.cli import Progress
+    progress = Progress(30)
+    for number in range(30):
+        progress.step(ok=number != 1)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10
+    assert "\r" not in "".join(lines)
+    assert lines[0].startswith("[###") and " 3/30 graded, 1 failed" in lines[0]
+    assert "30/30 graded, 1 failed" in lines[-1] and "ETA    0 s" in lines[-1]
