@@ -70,14 +70,15 @@ def test_a_killed_worker_loses_only_its_submission_and_a_rerun_completes_it(cour
     log = course / "logs" / A / "ben.log"
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline:
-        # Each worker's live log opens with "[backprop-lab] worker PID: nbgrader autograde ... --student ben".
-        first = log.read_text().split("\n", 1)[0] if log.exists() else ""
-        match = re.match(r"\[backprop-lab\] worker (\d+): nbgrader autograde .*--student ben\b", first)
-        if match:
+        # Each worker's live log opens with "[backprop-lab] worker PID: nbgrader autograde ... --student ben";
+        # nbgrader logs "Autograding <notebook>" as the sandboxed run (over a second) begins: kill it there.
+        text = log.read_text() if log.exists() else ""
+        match = re.match(r"\[backprop-lab\] worker (\d+): nbgrader autograde .*--student ben\b", text)
+        if match and "Autograding " in text:
             victim = int(match.group(1))
-        time.sleep(0.05)
+        else:
+            time.sleep(0.02)
     assert victim, "the worker grading ben never started"
-    time.sleep(1.0)
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=1200)
     assert process.returncode == 1
