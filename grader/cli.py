@@ -145,7 +145,7 @@ def register_students(course, students):
     config = _course_config(course)
     if not config.get("Autograde", {}).get("create_student", True) or not students:
         return
-    with gradebook(course) as gb:
+    with gradebook(course, config) as gb:
         known = {student.id for student in gb.students}
         for student in students:
             if student not in known:
@@ -178,15 +178,17 @@ def _course_config(course):
     return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
 
 
-def gradebook(course):
+def gradebook(course, config=None):
     """nbgrader's gradebook for the course, at its configured ``db_url`` and ``course_id``."""
     from nbgrader.api import Gradebook
-    course_id = _course_config(course).get("CourseDirectory", {}).get("course_id", "default_course")
-    return Gradebook(_db_url(course), course_id)
+    config = config if config is not None else _course_config(course)
+    course_id = config.get("CourseDirectory", {}).get("course_id", "default_course")
+    return Gradebook(_db_url(course, config), course_id)
 
 
-def _db_url(course):
-    url = _course_config(course).get("CourseDirectory", {}).get("db_url")
+def _db_url(course, config=None):
+    config = config if config is not None else _course_config(course)
+    url = config.get("CourseDirectory", {}).get("db_url")
     return url or f"sqlite:///{course / 'gradebook.db'}"
 
 

@@ -92,7 +92,7 @@ class _SchemaCheckedOnce(BaseMetadataValidator):
     _validators = {}
 
     def validate_cell(self, cell):
-        meta = cell.metadata.get("nbgrader") if "nbgrader" in cell.metadata else None
+        meta = cell.metadata.get("nbgrader")
         if meta is None or meta.get("schema_version", 0) != self.schema_version:
             return super().validate_cell(cell)  # nothing to check, or nbgrader's own version error
         validator = self._validators.get(self.schema_version)
