@@ -12,6 +12,8 @@ process, which never imports or runs student code. Each grade cell gets the judg
 stdout and its score as an ``execute_result``: nbgrader's own partial-credit rule then records it.
 """
 import ast
+import base64
+import binascii
 import dataclasses
 import json
 import logging
@@ -22,6 +24,7 @@ import zlib
 import nbformat
 import numpy as np
 
+from . import safe_io
 from .cases import CheckResult, InternalCheckError, Outcome, get_case
 from .sandbox import codec, launch
 
@@ -135,22 +138,21 @@ def _skip(cell, pattern):
     return bool(pattern) and meta.get("locked") and not meta.get("solution") and re.search(pattern, meta.get("grade_id", "") or "")
 
 
-def _collect(job_dir, probe_id, runner_fatal):
-    probe_dir = os.path.join(job_dir, "probes", probe_id)
-    outcome_file = os.path.join(probe_dir, "outcome.json")
-    if os.path.exists(outcome_file):
-        try:
-            with open(outcome_file) as handle:
-                data = json.load(handle)
-            return Outcome(status=str(data.get("status", "crashed")), message=str(data.get("message", ""))[:300])
-        except (OSError, ValueError):
-            return Outcome(status="malformed", message="the probe's outcome file was unreadable")
-    out_dir = os.path.join(probe_dir, "out")
-    if not os.path.isdir(out_dir):
-        return Outcome(status="not-run", message=runner_fatal)
+MAX_RESULT_BYTES = 64 * 2**20
+
+
+def _collect(run, probe_id):
+    """The Outcome of one probe, from the runner's report and the result file written outside the sandbox."""
+    frame = run.probes.get(probe_id)
+    if frame is None:
+        return Outcome(status="not-run", message=run.fatal)
+    status = str(frame.get("status", "malformed"))
+    if status != "ok":
+        return Outcome(status=status, message=str(frame.get("message", ""))[:300])
     try:
-        data = codec.load(out_dir)
-    except codec.CodecError as error:
+        data = codec.decode(safe_io.read_regular(os.path.join(run.results_dir, f"{probe_id}.bin"), MAX_RESULT_BYTES),
+                            max_bytes=MAX_RESULT_BYTES)
+    except (codec.CodecError, OSError) as error:
         return Outcome(status="malformed", message=f"its result could not be read ({error})")
     if type(data) is not dict or set(data) != {"status", "value"} or type(data["status"]) is not dict:
         return Outcome(status="malformed", message="its result had an unexpected form")
@@ -161,8 +163,12 @@ def _collect(job_dir, probe_id, runner_fatal):
                    error_type=str(status.get("type", "Exception"))[:80])
 
 
-def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfcheck|experiment|explore)-"):
-    """Judge one notebook (an nbformat node, modified in place); returns a NotebookVerdict."""
+def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfcheck|experiment|explore)-", python=None):
+    """Judge one notebook (an nbformat node, modified in place); returns a NotebookVerdict.
+
+    ``python``: the interpreter the sandbox runs (default: this one). Raises
+    :class:`launch.InfrastructureError` when the sandbox cannot run the notebook at all.
+    """
     limits = limits or launch.Limits()
     notes = []
     student_cells, graded = [], []
@@ -203,7 +209,8 @@ def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfc
                 os.makedirs(probe_dir)
                 with open(os.path.join(probe_dir, "code.py"), "w", encoding="utf-8") as handle:
                     handle.write(probe.code)
-                codec.save(probe.inputs, os.path.join(probe_dir, "inputs"))
+                with open(os.path.join(probe_dir, "inputs.bin"), "wb") as handle:
+                    handle.write(codec.encode(probe.inputs))
                 probe_ids.append(probe_id)
                 groups[-1].append(probe_id)
                 if probe.timeout:
@@ -220,21 +227,18 @@ def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfc
         }
         with open(os.path.join(job, "job.json"), "w") as handle:
             json.dump(job_spec, handle)
-        run = launch.run(root, limits)
-        runner_report = _read_runner_report(job)
-        fatal = run.killed_because or runner_report.get("fatal", "")
-        if not runner_report and not run.killed_because:
-            fatal = "the grader's runner did not finish"
-            log.error("runner failed (exit %s): %s", run.returncode, run.runner_stderr[-1500:])
-        if fatal:
-            notes.append(f"notebook run stopped early: {fatal}")
-        _copy_cell_outputs(nb, student_cells, runner_report)
+        run = launch.run(root, limits, python)
+        if run.fatal:
+            notes.append(f"notebook run stopped early: {run.fatal}")
+            if not run.done:
+                log.warning("runner ended without its closing report (exit %s): %s", run.returncode, run.runner_stderr[-1500:])
+        _copy_cell_outputs(nb, student_cells, run.cells)
 
         cursor = 0
         for verdict, kind, points, check in planned:
             ids = probe_ids[cursor:cursor + len(check.probes)]
             cursor += len(check.probes)
-            outcomes = [_collect(job, probe_id, fatal) for probe_id in ids]
+            outcomes = [_collect(run, probe_id) for probe_id in ids]
             try:
                 result = check.evaluate(outcomes)
             except InternalCheckError as error:
@@ -247,6 +251,7 @@ def judge_notebook(nb, submission_dir, seed, limits=None, skip_pattern=r"^(selfc
                                                result.message, list(result.mistakes)))
     finally:
         launch.cleanup(root)
+    _pay_properties_with_value(cells)
     _note_dependencies(cells)
     notebook_verdict = NotebookVerdict(seed, run.mode, cells, run.seconds, notes)
     for verdict in cells:
@@ -270,29 +275,68 @@ def _note_dependencies(cells):
                 check.message += note
 
 
-def _read_runner_report(job):
-    path = os.path.join(job, "cells.json")
+PROPERTY_KINDS = ("no_mutation", "repeat", "state", "restores_input", "view_safe", "uses_rng", "losses")
+
+
+def _pay_properties_with_value(cells):
+    """A property (no mutation, repeat, state, ...) earns its points only with a right value.
+
+    Any well-formed output, zeros included, leaves its inputs alone and repeats itself; what the
+    notebook asks for is the value, so the properties are paid only when the cell's first value
+    check (value, gradient, statistics, convergence, ...) passed.
+    """
+    for cell in cells:
+        primary = next((check for check in cell.checks if check.kind not in PROPERTY_KINDS), None)
+        if primary is None or primary.earned == primary.points:
+            continue
+        for check in cell.checks:
+            if check.kind in PROPERTY_KINDS and check.earned:
+                check.earned = 0.0
+                check.message = (f"{check.message}; but this is paid only together with a passing "
+                                 f"{KIND_LABELS.get(primary.kind, primary.kind)} check")
+
+
+def _safe_output(output):
+    """One of the runner's cell outputs, rebuilt from plain checked fields (text and PNG only), or None."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        text = output.get("text")
+        return nbformat.v4.new_output("stream", name="stderr" if output.get("name") == "stderr" else "stdout",
+                                      text=text[:20_000]) if isinstance(text, str) else None
+    if kind == "error":
+        trace = output.get("traceback")
+        trace = [str(t)[:4000] for t in trace[-12:]] if isinstance(trace, list) else []
+        return nbformat.v4.new_output("error", ename=str(output.get("ename"))[:200], evalue=str(output.get("evalue"))[:2000],
+                                      traceback=trace)
+    if kind == "display_data" and isinstance(output.get("data"), dict):
+        data = {}
+        text, png = output["data"].get("text/plain"), output["data"].get("image/png")
+        if isinstance(text, str):
+            data["text/plain"] = text[:20_000]
+        if isinstance(png, str) and len(png) < 8 * 2**20 and _is_png(png):
+            data["image/png"] = png
+        return nbformat.v4.new_output("display_data", data=data) if data else None
+    return None
+
+
+def _is_png(text):
     try:
-        if os.path.getsize(path) > 50 * 2**20:
-            return {}
-        with open(path) as handle:
-            report = json.load(handle)
-        return report if isinstance(report, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        return base64.b64decode("".join(text.split()), validate=True)[:8] == b"\x89PNG\r\n\x1a\n"
+    except (binascii.Error, ValueError):
+        return False
 
 
-def _copy_cell_outputs(nb, student_cells, report):
-    reports = report.get("cells", []) if isinstance(report.get("cells"), list) else []
-    for index, cell_report in zip(student_cells, reports):
-        outputs = cell_report.get("outputs", []) if isinstance(cell_report, dict) else []
+def _copy_cell_outputs(nb, student_cells, reports):
+    """Put the runner's outputs of each student cell back into the notebook, rebuilt and bounded."""
+    for position, index in enumerate(student_cells):
+        cell_report = reports.get(position)
         cell = nb.cells[index]
-        try:
-            cell.outputs = [nbformat.from_dict(o) for o in outputs if isinstance(o, dict)]
-            if isinstance(cell_report, dict) and cell_report.get("note"):
-                cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=f"[grader] {cell_report['note'][:200]}\n"))
-        except Exception:
-            cell.outputs = []
+        outputs = cell_report.get("outputs") if isinstance(cell_report, dict) else None
+        kept = [_safe_output(o) for o in outputs[:200] if isinstance(o, dict)] if isinstance(outputs, list) else []
+        cell.outputs = [o for o in kept if o is not None]
+        note = cell_report.get("note") if isinstance(cell_report, dict) else None
+        if isinstance(note, str) and note:
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text=f"[grader] {note[:200]}\n"))
 
 
 def format_cell_message(verdict, notebook_verdict):

@@ -50,11 +50,14 @@ def _grade_in_worker(course, assignment, student, extra, log_path):
     os.close(descriptor)
     argv = [assignment, "--student", student, *extra]
     print(f"[backprop-lab] worker {os.getpid()}: nbgrader autograde {' '.join(argv)}", flush=True)
+    # Before nbgrader touches the folder (it reads timestamp.txt even before its own hook runs):
+    # links and special files go to the quarantine. Not a courtesy: a failure stops the worker.
+    from .quarantine import set_aside
+    problems = set_aside(Path(course) / "submitted" / student / assignment, course)
     try:
-        problems = _inspect(Path(course), assignment, student)
+        problems += _inspect(Path(course), assignment, student)
     except Exception as error:  # the inspection is a courtesy; nbgrader still grades
         print(f"[backprop-lab] could not inspect the submission ({type(error).__name__}: {error})", flush=True)
-        problems = []
     for problem in problems:
         print(f"{PROBLEM_MARK} {problem.line()}", flush=True)
     if any(not problem.graded and not problem.notebook for problem in problems):
@@ -73,16 +76,14 @@ def _grade_in_worker(course, assignment, student, extra, log_path):
 
 def _inspect(course, assignment, student):
     import nbformat
-    from .intake import expected_cells, inspect_submission
-    expected, cells = [], {}
+    from .intake import grade_ids, inspect_submission
+    expected = {}
     for path in sorted((course / "source" / assignment).glob("*.ipynb")):
-        expected.append(path.stem)
-        release = course / "release" / assignment / path.name
         try:
-            cells[path.stem] = expected_cells(nbformat.read(release, as_version=4), nbformat.read(path, as_version=4))
-        except Exception:  # no release generated here: compare names only
-            cells[path.stem] = {}
-    return inspect_submission(course / "submitted" / student / assignment, expected, cells)
+            expected[path.stem] = grade_ids(nbformat.read(path, as_version=4))
+        except Exception:  # an unreadable source notebook: compare names only (nbgrader will say more)
+            expected[path.stem] = set()
+    return inspect_submission(course / "submitted" / student / assignment, expected)
 
 
 def problems_in(log_path):
@@ -129,18 +130,37 @@ _EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception
 _GENERIC_ERRORS = ("Please see the", "There was an error processing assignment", "Traceback (most recent call last)")
 
 
+def submission_time_limit(course, assignment):
+    """Seconds one worker may take for a submission: the judge's per-notebook limit for each notebook, plus slack.
+
+    Enforced here, outside the sandbox and outside the judge, so that even a judge or an
+    nbgrader step that hangs costs only its own submission.
+    """
+    from traitlets.config import PyFileConfigLoader
+    timeout = 900.0
+    try:
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+        timeout = float(config.get("JudgeInSandbox", {}).get("notebook_timeout", timeout))
+    except Exception:  # no readable config: nbgrader itself will say so in the worker
+        pass
+    notebooks = max(1, len(list((Path(course) / "source" / assignment).glob("*.ipynb"))))
+    return notebooks * (timeout + 60) + 120
+
+
 def grade_all(course, todo, jobs, extra=(), on_done=None):
     """Grade ``todo`` ([(assignment, student)]) with up to ``jobs`` workers at once.
 
     Calls ``on_done(assignment, student, reason, seconds, problems)`` as each finishes (reason is
-    "" on success; problems are the submission's one-line problems) and returns the same tuples. A failed submission's half-written autograded copy is
-    removed, so that the next run grades it again.
+    "" on success; problems are the submission's one-line problems) and returns the same tuples.
+    A worker past :func:`submission_time_limit` is killed. A failed, killed or interrupted
+    submission's half-written autograded copy is removed, so that the next run grades it again.
     """
     course = Path(course)
     context = _context()
     pending = list(todo)
     running = {}
     results = []
+    limits = {assignment: submission_time_limit(course, assignment) for assignment in {a for a, _ in todo}}
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -151,10 +171,19 @@ def grade_all(course, todo, jobs, extra=(), on_done=None):
                                          args=(str(course), assignment, student, list(extra), str(log_path)))
                 worker.start()
                 running[worker.sentinel] = (worker, assignment, student, time.monotonic(), log_path)
-            for sentinel in multiprocessing.connection.wait(list(running)):
+            now = time.monotonic()
+            deadline = min(started + limits[assignment] for _, assignment, _, started, _ in running.values())
+            ready = multiprocessing.connection.wait(list(running), timeout=max(0.0, deadline - now) + 0.1)
+            overdue = {} if ready else {sentinel: limits[item[1]] for sentinel, item in running.items()
+                                        if time.monotonic() > item[3] + limits[item[1]]}
+            for sentinel in overdue:
+                os.kill(running[sentinel][0].pid, signal.SIGKILL)
+            for sentinel in list(ready) + list(overdue):
                 worker, assignment, student, started, log_path = running.pop(sentinel)
                 worker.join()
                 reason = _failure_reason(worker.exitcode, log_path)
+                if sentinel in overdue:
+                    reason = f"grading took longer than its {overdue[sentinel]:.0f} s limit; the worker was stopped"
                 if reason:
                     shutil.rmtree(course / "autograded" / student / assignment, ignore_errors=True)
                 outcome = (assignment, student, reason, time.monotonic() - started, problems_in(log_path))
@@ -162,7 +191,11 @@ def grade_all(course, todo, jobs, extra=(), on_done=None):
                 if on_done is not None:
                     on_done(*outcome)
     finally:
-        for worker, *_ in running.values():  # interrupted: stop what is still running
+        for worker, assignment, student, *_ in running.values():  # interrupted: stop what is still running
             worker.terminate()
             worker.join(5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+            shutil.rmtree(course / "autograded" / student / assignment, ignore_errors=True)
     return results

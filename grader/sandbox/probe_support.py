@@ -2,9 +2,11 @@
 
 A probe is the body of a function the judge wrote; it sees ``inputs`` (decoded from plain
 data) and the student's namespace as its globals, and returns a value the codec can carry.
-Nothing printed here is trusted: the judge reads only the saved data, and a student who
-tampers with this module can only spoil their own results.
+The result leaves the kernel as one display message of ``RESULT_MIME`` (see runner.py for why
+not a file). Nothing printed here is trusted: the judge checks every value it gets back, and a
+student who tampers with this module can only spoil their own results.
 """
+import base64
 import importlib.util
 import os
 import sys
@@ -38,9 +40,13 @@ def select(value, mode, count):
     return [value[0]] if mode == "pair" else list(value)
 
 
+RESULT_MIME = "application/x-backprop-lab-result"
+
+
 def run(probe_dir, user_ns):
-    """Execute ``probe_dir/code.py`` against ``user_ns`` and save to ``probe_dir/out``."""
-    inputs = codec.load(os.path.join(probe_dir, "inputs"))
+    """Execute ``probe_dir/code.py`` against ``user_ns`` and send the result to the runner."""
+    with open(os.path.join(probe_dir, "inputs.bin"), "rb") as handle:
+        inputs = codec.decode(handle.read())
     with open(os.path.join(probe_dir, "code.py"), encoding="utf-8") as handle:
         body = handle.read()
     source = "def __bpl_probe(inputs, select):\n" + "".join("    " + line + "\n" for line in body.splitlines())
@@ -60,5 +66,7 @@ def run(probe_dir, user_ns):
             "line": where.line[:200] if where and where.line else "",
         }
     status["seconds"] = time.monotonic() - started
-    codec.save({"status": status, "value": value}, os.path.join(probe_dir, "out"))
+    data = base64.b64encode(codec.encode({"status": status, "value": value})).decode("ascii")
+    from IPython.display import publish_display_data
     sys.stdout.flush()
+    publish_display_data({RESULT_MIME: data})

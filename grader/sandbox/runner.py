@@ -1,25 +1,48 @@
 """Executes a student's notebook code and the judge's probes in a real Jupyter kernel.
 
-Runs INSIDE the sandbox (bubblewrap, or limits only), as ``python runner.py JOB_DIR``, with
-the submission's private copy as the working directory. It reads ``JOB_DIR/job.json``:
+Runs INSIDE the sandbox (bubblewrap, or limits only), as ``python runner.py JOB_DIR REPORT_FD``.
+It reads ``JOB_DIR/job.json``:
 
 * ``cells``: the student's code cells, in notebook order (grade cells are not among them);
-* ``probes``: probe ids; each ``JOB_DIR/probes/<id>/`` holds ``code.py`` and ``inputs/``;
+* ``probes``: probe ids; each ``JOB_DIR/probes/<id>/`` holds ``code.py`` and ``inputs.bin``;
 * limits: ``cell_timeout``, ``probe_timeout`` (``probe_timeouts`` overrides it per probe),
   ``max_output_bytes``, ``max_restarts``;
 * ``groups``: the probe ids of each check, so that a check whose call timed out or crashed
   skips its remaining calls.
 
-It writes ``JOB_DIR/cells.json`` (each cell's outputs, truncated, and whether it failed) and
-each probe's ``out/``. When the kernel dies or a cell or probe overruns its time, the kernel
-is restarted and the student's cells are replayed, so the failure costs only what it touched.
+Why the report travels this way. The kernel runs student code as the same user as this runner,
+so anything the runner could write to disk, the kernel could write too, before or after the
+runner (a forged ``cells.json``, a probe result rewritten by a background thread once its
+probe had ended). So nothing the judge uses goes through a file:
+
+* a probe's result leaves the kernel as one Jupyter message (a display of ``RESULT_MIME``)
+  while the probe's cell runs; once the cell is done, the bytes live in this process's memory,
+  where the kernel cannot reach them (this process is non-dumpable: no ptrace, no
+  ``/proc/<pid>/mem``);
+* this runner forwards each result, each cell's outputs and its own notes as frames on
+  ``REPORT_FD``, a pipe to the grader outside the sandbox that the kernel never inherits and,
+  the runner being non-dumpable, cannot open through ``/proc/<pid>/fd`` either.
+
+The kernel can still kill or stop this runner (same uid); then the report simply ends, the
+grader sees a run that stopped early, and the checks not yet reported are lost: the
+submission's own loss, never a forged pass. A second uid for the kernel would need root, and
+an unprivileged instructor has none; this design holds for both.
+
+Frames are ``struct ">II"`` (header length, payload length), a JSON header, the payload:
+``ready`` once the kernel answers (failures before it are the grader's, not the student's),
+``cell`` per student cell, ``probe`` per probe (payload: the codec's bytes), ``done`` at the end.
+When the kernel dies or a cell or probe overruns its time, the kernel is restarted and the
+student's cells are replayed, so the failure costs only what it touched.
 """
 import ctypes
 import json
 import os
 import queue
+import base64
+import binascii
 import shutil
 import signal
+import struct
 import sys
 import time
 
@@ -51,9 +74,12 @@ PROBE_CELL = (
     "del __bpl_sys\n"
 )
 KEPT_MIME = ("text/plain", "image/png")
+RESULT_MIME = "application/x-backprop-lab-result"
+MAX_RESULT_BYTES = 64 * 2**20            # one probe's encoded result
 # A kernel that prints gigabytes sends them in a few huge messages; taking one in would exhaust
-# this runner's memory. ZeroMQ drops a peer whose message is larger than this instead.
-MAX_MESSAGE_BYTES = 64 * 2**20
+# this runner's memory. ZeroMQ drops a peer whose message is larger than this instead (a
+# result is base64 in JSON: 4/3 of its size).
+MAX_MESSAGE_BYTES = MAX_RESULT_BYTES * 4 // 3 + 2**20
 
 
 def bounded_client(client_class):
@@ -158,7 +184,6 @@ def take_away(folder, files):
             os.remove(os.path.join(folder, relative))
         except OSError:
             pass
-    shutil.rmtree(os.path.join(folder, "inputs"), ignore_errors=True)
 
 
 def become_subreaper():
@@ -214,7 +239,9 @@ class BoundedClient(NotebookClient):
     max_output_bytes = 200_000
 
     def output(self, outs, msg, display_id, cell_index):
-        used = sum(len(json.dumps(o)) for o in outs)
+        if RESULT_MIME in msg.get("content", {}).get("data", {}):
+            return super().output(outs, msg, display_id, cell_index)  # bounded by MAX_MESSAGE_BYTES
+        used = sum(len(json.dumps(o)) for o in outs if RESULT_MIME not in o.get("data", {}))
         if used > self.max_output_bytes:
             if not outs or outs[-1].get("name") != "truncated":
                 outs.append(nbformat.v4.new_output(
@@ -242,27 +269,76 @@ def clean_outputs(outputs):
     return kept
 
 
+class Report:
+    """The frames this runner sends the grader on ``REPORT_FD`` (see the module docstring)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        os.set_inheritable(fd, False)
+
+    def send(self, kind, header=None, payload=b""):
+        head = json.dumps({"kind": kind, **(header or {})}).encode()
+        data = struct.pack(">II", len(head), len(payload)) + head + payload
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+
+def take_result(outputs):
+    """The probe's encoded result from its cell's outputs: (bytes, "") or (None, why not)."""
+    found = [o["data"][RESULT_MIME] for o in outputs
+             if o.get("output_type") == "display_data" and RESULT_MIME in o.get("data", {})]
+    if len(found) != 1:
+        return None, f"the probe sent {len(found)} results instead of one"
+    text = found[0]
+    if not isinstance(text, str) or len(text) > MAX_RESULT_BYTES * 4 // 3 + 8:
+        return None, "the probe's result was not of the expected form"
+    try:
+        return base64.b64decode(text, validate=True), ""
+    except (binascii.Error, ValueError):
+        return None, "the probe's result was not of the expected form"
+
+
 class Session:
-    def __init__(self, job_dir, job):
+    def __init__(self, job_dir, job, report):
         self.job_dir = job_dir
         self.job = job
+        self.report = report
+        self.work_dir = os.getcwd()
+        # The kernel starts in an empty folder of the grader's and only then moves to the
+        # submission's copy: a student's ``ipykernel_launcher.py`` there cannot replace the kernel.
+        self.start_dir = os.path.join(job_dir, "kernel-start")
         cells = [nbformat.v4.new_code_cell(c["source"]) for c in job["cells"]]
         self.nb = nbformat.v4.new_notebook(cells=cells)
         self.nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         self.client = BoundedClient(
             self.nb, timeout=job["cell_timeout"], kernel_name="python3", allow_errors=True,
             interrupt_on_timeout=False, startup_timeout=60, iopub_timeout=4, shutdown_kernel="immediate",
-            resources={"metadata": {"path": os.getcwd()}})
+            resources={"metadata": {"path": self.work_dir}})
         self.client.max_output_bytes = job["max_output_bytes"]
         self.restarts = 0
         self.cell_reports = [{"failed": False, "outputs": [], "note": ""} for _ in cells]
 
     def start(self):
+        shutil.rmtree(self.start_dir, ignore_errors=True)
+        os.makedirs(self.start_dir)
         self.client.km = self.client.create_kernel_manager()
         self.client.km.kernel_spec_manager = PythonKernelSpecs(data_dir=self.client.km.data_dir)
         self.client.km.client_factory = bounded_client(self.client.km.client_factory)
-        self.client.start_new_kernel(cwd=os.getcwd())
+        self.client.start_new_kernel(cwd=self.start_dir)
         self.client.start_new_kernel_client()
+        self._run_hidden(f"__import__('os').chdir({self.work_dir!r})", self.job["cell_timeout"])
+
+    def _run_hidden(self, source, timeout):
+        """Run ``source`` in the kernel as a cell of the grader's own; returns the cell."""
+        cell = nbformat.v4.new_code_cell(source)
+        self.nb.cells.append(cell)
+        try:
+            self._execute(len(self.nb.cells) - 1, timeout)
+        finally:
+            self.nb.cells.pop()
+        return cell
 
     def stop(self):
         """Kill the kernel (and its process group) at once and reap it.
@@ -327,6 +403,7 @@ class Session:
             report["outputs"] = clean_outputs(self.nb.cells[index].get("outputs", []))
             if any(o.get("output_type") == "error" for o in report["outputs"]):
                 report["failed"] = True
+            self.report.send("cell", {"index": index, **report})
 
     def replay(self):
         """Re-run the student's cells quietly after a restart, skipping those that failed."""
@@ -346,47 +423,47 @@ class Session:
         probe_dir = os.path.join(self.job_dir, "probes", probe_id)
         put_back(probe_dir, files)
         try:
-            return self._run_probe(probe_id, probe_dir)
+            outcome, result = self._run_probe(probe_id, probe_dir)
         finally:
             take_away(probe_dir, files)
-
-    def _run_probe(self, probe_id, probe_dir):
-        cell = nbformat.v4.new_code_cell(PROBE_CELL.format(support=SUPPORT, probe_dir=probe_dir))
-        self.nb.cells.append(cell)
-        index = len(self.nb.cells) - 1
-        timeout = self.job.get("probe_timeouts", {}).get(probe_id, self.job["probe_timeout"])
-        try:
-            self._execute(index, timeout)
-            outcome = None
-        except CellTimeoutError:
-            outcome = {"status": "timeout", "message": f"did not finish within {timeout:g} s"}
-        except DeadKernelError:
-            outcome = {"status": "crashed", "message": "the kernel died (os._exit, a segfault or the memory limit)"}
-        finally:
-            self.nb.cells.pop()
-        if outcome is None and not os.path.exists(os.path.join(probe_dir, "out", "structure.json")):
-            errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            detail = f" ({errors[0][:300]})" if errors else ""
-            outcome = {"status": "no-result", "message": f"the probe produced no result{detail}"}
-        if outcome is not None:
-            with open(os.path.join(probe_dir, "outcome.json"), "w") as handle:
-                json.dump(outcome, handle)
+        self.report.send("probe", {"id": probe_id, **outcome}, result or b"")
+        if outcome["status"] != "ok":  # the kernel is dead, stuck, or its probe machinery was tampered with
             self.restart(outcome["status"])
         return outcome
 
+    def _run_probe(self, probe_id, probe_dir):
+        timeout = self.job.get("probe_timeouts", {}).get(probe_id, self.job["probe_timeout"])
+        started = time.monotonic()
+        try:
+            cell = self._run_hidden(PROBE_CELL.format(support=SUPPORT, probe_dir=probe_dir), timeout)
+        except CellTimeoutError:
+            return {"status": "timeout", "message": f"did not finish within {timeout:g} s"}, None
+        except DeadKernelError:
+            return {"status": "crashed", "message": "the kernel died (os._exit, a segfault or the memory limit)"}, None
+        seconds = time.monotonic() - started
+        outputs = cell.get("outputs", [])
+        result, problem = take_result(outputs)
+        if result is None:
+            errors = [f"{o.get('ename')}: {o.get('evalue')}" for o in outputs if o.get("output_type") == "error"]
+            detail = f" ({errors[0][:300]})" if errors else f" ({problem})"
+            return {"status": "no-result", "message": f"the probe produced no result{detail}"}, None
+        return {"status": "ok", "seconds": seconds}, result
 
-def main(job_dir):
+
+def main(job_dir, report_fd):
+    report = Report(report_fd)
     with open(os.path.join(job_dir, "job.json")) as handle:
         job = json.load(handle)
     become_subreaper()
     held = hold_probes(job_dir, job["probes"])
-    session = Session(job_dir, job)
+    session = Session(job_dir, job, report)
     started = time.monotonic()
     phases = {"imports": started - _T0}
+    session.start()  # a failure here is the grader's: no student code has run yet
+    phases["kernel_start"] = time.monotonic() - started
+    report.send("ready", {"phases": phases})
     fatal = ""
     try:
-        session.start()
-        phases["kernel_start"] = time.monotonic() - started
         session.run_cells()
         phases["cells"] = time.monotonic() - started - phases["kernel_start"]
         # Once a call overran its time or killed the kernel, the other calls of the same check
@@ -397,12 +474,11 @@ def main(job_dir):
             files = held.pop(probe_id)
             group = group_of.get(probe_id)
             if group is not None and group in stopped:
-                os.makedirs(os.path.join(job_dir, "probes", probe_id), exist_ok=True)
-                with open(os.path.join(job_dir, "probes", probe_id, "outcome.json"), "w") as handle:
-                    json.dump({"status": "skipped", "message": f"not run, because an earlier call of this check {stopped[group]}"}, handle)
+                report.send("probe", {"id": probe_id, "status": "skipped",
+                                      "message": f"not run, because an earlier call of this check {stopped[group]}"})
                 continue
             outcome = session.run_probe(probe_id, files)
-            if outcome and outcome["status"] in ("timeout", "crashed") and group is not None:
+            if outcome["status"] in ("timeout", "crashed") and group is not None:
                 stopped[group] = "timed out" if outcome["status"] == "timeout" else "killed the kernel"
         phases["probes"] = time.monotonic() - started - phases["kernel_start"] - phases["cells"]
     except Exception as error:
@@ -411,10 +487,9 @@ def main(job_dir):
         stopping = time.monotonic()
         session.stop()
         phases["stop"] = time.monotonic() - stopping
-    with open(os.path.join(job_dir, "cells.json"), "w") as handle:
-        json.dump({"cells": session.cell_reports, "restarts": session.restarts, "fatal": fatal,
-                   "seconds": time.monotonic() - started, "phases": phases}, handle)
+    report.send("done", {"restarts": session.restarts, "fatal": fatal,
+                         "seconds": time.monotonic() - started, "phases": phases})
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]))
