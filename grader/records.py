@@ -7,8 +7,10 @@ the sandbox mode, the score and every check's outcome with its diagnosed mistake
 import datetime
 import json
 import time
+import zlib
 
-from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, create_engine, desc, select
+from sqlalchemy import (Column, DateTime, Float, Integer, MetaData, String, Table, Text, create_engine, desc, func, inspect,
+                        select, text)
 from sqlalchemy.exc import OperationalError
 
 metadata = MetaData()
@@ -28,8 +30,39 @@ judgements = Table(
 )
 
 
+# PostgreSQL advisory lock key under which the table is created (any fixed 64-bit number of our own).
+SCHEMA_LOCK = zlib.crc32(b"backprop_lab_judgement schema")
+
+
 def _engine(db_url):
     return create_engine(db_url)
+
+
+def ensure_schema(db_url):
+    """Create the records table if it is missing; safe when several graders do it at once.
+
+    ``backprop-lab autograde`` calls it before its workers start; every write and read calls it
+    too, for the stock ``nbgrader autograde`` and a database that is new.
+    """
+    engine = _engine(db_url)
+    try:
+        _ensure_table(engine)
+    finally:
+        engine.dispose()
+
+
+def _ensure_table(engine):
+    _retrying(lambda: _create_table(engine))
+
+
+def _create_table(engine):
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two sessions that both find the table missing both run CREATE TABLE, and one fails
+            # (DuplicateTable, or a unique violation in pg_type). Held to the end of this
+            # transaction, the lock makes the second one wait and then find the table.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        metadata.create_all(connection, checkfirst=True)
 
 
 def _retrying(action, attempts=8):
@@ -37,7 +70,8 @@ def _retrying(action, attempts=8):
         try:
             return action()
         except OperationalError as error:
-            # SQLite is locked while another grader writes; two first writers race to create the table.
+            # SQLite is locked while another grader writes; two first writers race to create the table
+            # (on PostgreSQL the advisory lock of _create_table orders them instead).
             transient = "locked" in str(error) or "already exists" in str(error)
             if not transient or attempt == attempts - 1:
                 raise
@@ -48,7 +82,7 @@ def save(db_url, assignment, student, notebook, verdict):
     engine = _engine(db_url)
 
     def write():
-        metadata.create_all(engine, checkfirst=True)
+        _create_table(engine)
         with engine.begin() as connection:
             connection.execute(judgements.insert().values(
                 assignment=assignment, student=student, notebook=notebook, seed=str(verdict.seed),
@@ -65,7 +99,7 @@ def latest(db_url, assignment=None, student=None, notebook=None):
     """The newest record per (assignment, student, notebook), filtered; a list of dicts."""
     engine = _engine(db_url)
     try:
-        metadata.create_all(engine, checkfirst=True)
+        _ensure_table(engine)
         query = select(judgements).order_by(desc(judgements.c.id))
         for column, value in (("assignment", assignment), ("student", student), ("notebook", notebook)):
             if value is not None:
@@ -85,3 +119,33 @@ def latest(db_url, assignment=None, student=None, notebook=None):
 def recorded_seed(db_url, assignment, student, notebook):
     rows = latest(db_url, assignment, student, notebook)
     return int(rows[0]["seed"]) if rows else None
+
+
+def last_id(db_url, assignment, student):
+    """The id of the newest record of a submission (0 if none): the mark :func:`discard_after` goes back to."""
+    engine = _engine(db_url)
+    try:
+        query = select(func.max(judgements.c.id)).where(judgements.c.assignment == assignment,
+                                                        judgements.c.student == student)
+        with engine.connect() as connection:
+            if not inspect(connection).has_table(judgements.name):  # taking the mark creates nothing
+                return 0
+            return connection.execute(query).scalar() or 0
+    finally:
+        engine.dispose()
+
+
+def discard_after(db_url, assignment, student, mark):
+    """Delete a submission's records newer than ``mark`` (those of a run that must leave no trace)."""
+    engine = _engine(db_url)
+
+    def delete():
+        with engine.begin() as connection:
+            if not inspect(connection).has_table(judgements.name):
+                return
+            connection.execute(judgements.delete().where(judgements.c.assignment == assignment,
+                                                         judgements.c.student == student, judgements.c.id > mark))
+    try:
+        _retrying(delete)
+    finally:
+        engine.dispose()
