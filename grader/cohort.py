@@ -1,5 +1,8 @@
 """Synthetic students for the demo: realistic work, blank work, planted mistakes, a hostile hand-in.
 
+Every student hands in what a real one would: the release notebook (no hidden declarations,
+no solution markers), with their work typed into its solution cells.
+
 Each buggy student carries mistakes written as exact text edits of the reference solution
 cells, with the graded functions they are expected to break. The demo checks that the judge
 takes points from exactly those functions and from nothing else.
@@ -50,9 +53,28 @@ COHORT = [
 ]
 
 
+def _is_solution_code(cell):
+    return cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution", False)
+
+
+def fill_release(source_nb, release_nb):
+    """The release as a student hands it in after doing every exercise: each solution cell holds the
+    source's solution (the reference), without nbgrader's markers; every other cell is the release's."""
+    solutions = {cell.metadata.nbgrader.get("grade_id"): cell.source for cell in source_nb.cells if _is_solution_code(cell)}
+    nb = nbformat.from_dict(release_nb)
+    for cell in nb.cells:
+        if _is_solution_code(cell):
+            grade_id = cell.metadata.nbgrader.get("grade_id")
+            if grade_id not in solutions:
+                raise ValueError(f"release cell {grade_id!r} has no solution cell in the source")
+            cell.source = "\n".join(line for line in solutions[grade_id].splitlines()
+                                    if "BEGIN SOLUTION" not in line and "END SOLUTION" not in line)
+    return nb
+
+
 def build_notebook(student, assignment, source_nb, release_nb):
-    """The notebook ``student`` hands in for ``assignment``."""
-    nb = nbformat.from_dict(release_nb if student.blank else source_nb)
+    """The notebook ``student`` hands in for ``assignment``: the release, with their work in its solution cells."""
+    nb = nbformat.from_dict(release_nb) if student.blank else fill_release(source_nb, release_nb)
     for old, new in student.edits.get(assignment, {}).items():
         cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution") and old in c.source]
         if len(cells) != 1 or cells[0].source.count(old) != 1:

@@ -2,11 +2,19 @@
 
 Use with ``nbgrader export --exporter=grader.export.WideCsvExportPlugin --to grades.csv``.
 Columns: student id, names, email, one score column per assignment, total, and max total.
+A score is nbgrader's after its late penalty (``max(0, score - late_submission_penalty)``, as
+nbgrader's own CSV export computes it); an assignment the student never handed in is empty,
+not 0, so that "missing" and "scored nothing" stay apart.
 """
 import csv
 
 from nbgrader.api import MissingEntry
 from nbgrader.plugins import ExportPlugin
+
+
+def final_score(submission):
+    """A submission's score after nbgrader's late penalty."""
+    return max(0.0, (submission.score or 0.0) - (submission.late_submission_penalty or 0.0))
 
 
 class WideCsvExportPlugin(ExportPlugin):
@@ -22,8 +30,9 @@ class WideCsvExportPlugin(ExportPlugin):
                 scores = []
                 for assignment in assignments:
                     try:
-                        scores.append(gradebook.find_submission(assignment, student.id).score)
+                        scores.append(final_score(gradebook.find_submission(assignment, student.id)))
                     except MissingEntry:
-                        scores.append(0.0)
+                        scores.append(None)
                 writer.writerow([student.id, student.last_name or "", student.first_name or "", student.email or "",
-                                 *[f"{s:g}" for s in scores], f"{sum(scores):g}", f"{sum(maximum.values()):g}"])
+                                 *["" if s is None else f"{s:g}" for s in scores],
+                                 f"{sum(s for s in scores if s is not None):g}", f"{sum(maximum.values()):g}"])

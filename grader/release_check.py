@@ -28,6 +28,43 @@ def solution_lines(source_nb):
     return secret - public
 
 
+def declaration_problems(source_nb, name):
+    """Grade cells the judge cannot score: every autograded grade cell needs one ``judge(...)`` declaration.
+
+    The hardened grader never runs a grade cell's own code in the student's kernel, so a plain
+    nbgrader ``assert`` cell would score 0 for every student, correct work included.
+    """
+    from .cases import get_case
+    from .judge import SpecError, is_grade_cell, parse_spec
+    problems = []
+    for cell in source_nb.cells:
+        if not is_grade_cell(cell):
+            continue
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", cell.get("id"))
+        try:
+            spec = parse_spec(cell.source)
+        except SpecError as error:
+            problems.append(f"{name} grade cell {grade_id!r}: {error}")
+            continue
+        if spec is None:
+            problems.append(f"{name} grade cell {grade_id!r}: no judge(...) declaration; the judge scores only declared "
+                            f"checks, so its asserts would never run and every student would score 0 on it. Declare "
+                            f"the checks between the hidden-test markers, e.g. judge(\"affine_forward\", value=2) "
+                            f"(docs/authoring.md)")
+            continue
+        try:
+            case = get_case(spec.function)
+        except KeyError:
+            problems.append(f"{name} grade cell {grade_id!r}: judge({spec.function!r}): no hidden checks exist for "
+                            f"{spec.function!r} (grader/cases/)")
+            continue
+        unknown = sorted(set(spec.points) - set(case.kinds))
+        if unknown:
+            problems.append(f"{name} grade cell {grade_id!r}: judge({spec.function!r}): no check of kind "
+                            f"{', '.join(unknown)}; {spec.function} has {', '.join(case.kinds)}")
+    return problems
+
+
 def release_problems(course, assignment, execute=True, timeout=120):
     """A list of human-readable problems; empty when the release is clean."""
     course = Path(course)
@@ -38,6 +75,7 @@ def release_problems(course, assignment, execute=True, timeout=120):
             problems.append(f"{release_path.name}: missing from the release")
             continue
         source_nb = nbformat.read(source_path, as_version=4)
+        problems += declaration_problems(source_nb, source_path.name)
         release_nb = nbformat.read(release_path, as_version=4)
         release_text = "\n".join(cell.source for cell in release_nb.cells)
         release_lines = {line.strip() for line in release_text.splitlines()}
