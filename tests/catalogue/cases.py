@@ -11,6 +11,7 @@ backward function and the ``Value`` class) for the hostile and unusual cases, an
 """
 import dataclasses
 import json
+import os
 from typing import Callable
 
 import nbformat
@@ -64,7 +65,7 @@ def ref(**changes):
     return {**FULL, **{f"test_{k}": float(v) for k, v in changes.items()}}
 
 
-BUG = ref(affine_forward=2)           # the "bug" control: affine_forward loses its value check (2 of 4)
+BUG = ref(affine_forward=0)           # the "bug" control: affine_forward loses its value check, and with it its property checks
 BLANK = {k: 0.0 for k in FULL}
 
 
@@ -77,7 +78,7 @@ class Case:
     id: str
     group: str                 # hostile | broken | unusual
     title: str                 # what the submission does
-    build: Callable            # kit -> {"notebooks": {name: nb | bytes}, "files": {path: bytes}}
+    build: Callable            # kit -> {"notebooks": {name: nb | bytes}, "plant": a function(folder) making links or FIFOs}
     scores: dict = None        # expected score of every grade cell (None: nothing is graded)
     at_most: bool = False      # scores are an upper bound (the exploit may break more of its own work)
     messages: dict = dataclasses.field(default_factory=dict)   # grade_id -> text in the judge's message
@@ -355,11 +356,11 @@ def hostile_cases():
         cases.append(Case(f"h_{key}", "hostile", title, lambda kit, code=code, grade=grade: only(function(kit.source(), grade, code)),
                           scores=ref(**{grade: 0})))
     for key, (title, code) in SNOOP.items():
-        # Nothing to find: it returns a well-formed wrong array, which keeps only the no-mutation and
-        # repeat points that any well-formed wrong answer keeps (properties are judged on their own).
+        # Nothing to find: it returns a well-formed wrong array, which earns nothing (the no-mutation
+        # and repeat checks pay only together with a right value).
         cases.append(Case(f"h_{key}", "hostile", f"{title} (finds nothing, returns a well-formed wrong array)",
                           lambda kit, code=code: only(function(kit.source(), "relu_forward", code)),
-                          scores=ref(relu_forward=2), messages={"test_relu_forward": "✗ value (0 / 2)"}))
+                          scores=ref(relu_forward=0), messages={"test_relu_forward": "✗ value (0 / 2)"}))
     cases += [
         Case("h_read_course", "hostile", "read the gradebook, source/, release/, other students, solutions/ and grader/",
              lambda kit: only(cell(kit.release(), LEAK_CELL.format(course=str(kit.course), repo=str(kit.repo)), "end")),
@@ -389,7 +390,7 @@ def hostile_cases():
              scores=ref(relu_forward=0), messages={"test_relu_forward": "ModuleNotFoundError"}),
         Case("h_finite_differences", "hostile", "a backward pass that takes central differences of the forward pass",
              lambda kit: only(function(kit.source(), "affine_backward", FINITE_DIFFERENCES)),
-             scores=ref(affine_backward=1), messages={"test_affine_backward": "finite differences"}),
+             scores=ref(affine_backward=0), messages={"test_affine_backward": "finite differences"}),
         Case("h_fake_results", "hostile", "a thread that plants fake result files for every probe",
              lambda kit: only(cell(kit.release(), FAKE_RESULTS_CELL)), scores=BLANK),
         Case("h_network", "hostile", "open a network connection", lambda kit: only(cell(kit.release(), NETWORK_CELL, "end")),
@@ -667,5 +668,179 @@ def broken_cases():
     ]
 
 
+# ---- intake: links, special files and nbgrader metadata tricks (issue 12) --------------------------
+# "plant" makes, in the submission folder, what a notebook cannot carry: links, FIFOs. Each link,
+# FIFO or device is moved into quarantine/ before nbgrader copies the folder, and reported.
+def _plant(*entries):
+    """A ``plant(folder)`` making each ``(name, target)``: a symbolic link to target, or a FIFO when target is None."""
+    def plant(folder):
+        for name, target in entries:
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if target is None:
+                os.mkfifo(path)
+            else:
+                os.symlink(target, path)
+    return plant
+
+
+def _nbgrader_cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _meta(grade_id, **flags):
+    return {"nbgrader": {"grade": False, "grade_id": grade_id, "locked": False, "schema_version": 3, "solution": False,
+                         "task": False, **flags}}
+
+
+def intake_cases():
+    def planted(*entries):
+        return lambda kit: {"notebooks": {NB: kit.source()}, "plant": _plant(*entries)}
+
+    def edited(change):
+        def build(kit):
+            nb = kit.source()
+            change(nb)
+            return only(nb)
+        return build
+
+    def foreign(nb):
+        nb.cells.append(nbformat.v4.new_code_cell("print('free points')", metadata=_meta("free_points", grade=True, locked=True, points=100)))
+
+    def duplicate(kit):
+        nb = kit.source()
+        copy = nbformat.from_dict(json.loads(json.dumps(_nbgrader_cell(kit.release(), "test_relu_forward"))))
+        copy.id = "copied-grade-cell"
+        nb.cells.insert(2, copy)
+        return only(nb)
+
+    def markdown_task(nb):
+        nb.cells.append(nbformat.v4.new_markdown_cell("I did all the work.", metadata=_meta("my_task", task=True, points=50)))
+
+    def markdown_grade(nb):
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell("Softmax is done.", metadata=_meta("test_softmax", grade=True, solution=True, points=2)))
+
+    def grade_also_solution(nb):
+        _nbgrader_cell(nb, "test_relu_forward").metadata.nbgrader["solution"] = True
+
+    def solution_graded(nb):
+        _nbgrader_cell(nb, "relu_forward").metadata.nbgrader.update(grade=True, points=10)
+
+    def points(nb):
+        _nbgrader_cell(nb, "test_relu_forward").metadata.nbgrader["points"] = 100
+
+    def own_markers(nb):
+        _nbgrader_cell(nb, "relu_forward").source += ("\n### BEGIN HIDDEN TESTS\nassert relu_forward(np.array([[-1.0, 2.0]]))[0].tolist() "
+                                                    "== [[0.0, 2.0]]\n### END HIDDEN TESTS\n")
+        nb.cells.append(nbformat.v4.new_markdown_cell("My own checks sit between ### BEGIN HIDDEN TESTS and its end marker."))
+
+    def deleted_with_solution(kit):
+        nb = kit.source("layers.ipynb")
+        nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in ("relu_forward", "test_relu_forward")]
+        return {"notebooks": {"layers.ipynb": nb, "losses.ipynb": kit.source("losses.ipynb")}}
+
+    def notebook_link(kit):
+        return {"notebooks": {"losses.ipynb": kit.source("losses.ipynb")},
+                "plant": _plant(("layers.ipynb", "/proc/self/cwd/source/broken/layers.ipynb"))}
+
+    moved = "; moved to quarantine/submitted/"
+    return [
+        Case("h_link_gradebook", "hostile", "a symbolic link to the gradebook (notes.db -> ../../../gradebook.db) beside the notebook",
+             planted(("notes.db", "../../../gradebook.db")), scores=FULL,
+             problems=("notes.db: is a symbolic link (to ../../../gradebook.db)" + moved,)),
+        Case("h_link_proc_source", "hostile", "a symbolic link through /proc/self/cwd to the course's source/ folder",
+             planted(("course", "/proc/self/cwd/source")), scores=FULL,
+             problems=("course: is a symbolic link (to /proc/self/cwd/source)" + moved,)),
+        Case("h_fifo", "hostile", "a FIFO among the files (data.bin) and one as timestamp.txt, which nbgrader reads",
+             planted(("data.bin", None), ("timestamp.txt", None)), scores=FULL,
+             problems=("data.bin: is a named pipe (FIFO)" + moved, "timestamp.txt: is a named pipe (FIFO)" + moved)),
+        Case("h_link_dev_zero", "hostile", "a symbolic link to /dev/zero (weights.npy -> /dev/zero)",
+             planted(("weights.npy", "/dev/zero")), scores=FULL,
+             problems=("weights.npy: is a symbolic link (to /dev/zero)" + moved,)),
+        Case("h_folder_link", "hostile", "a sub-folder that is a link to source/, and a link to the gradebook inside a real sub-folder",
+             planted(("data", "../../../source"), ("extra/inner.db", "/proc/self/cwd/gradebook.db")), scores=FULL,
+             problems=("data: is a symbolic link (to ../../../source)" + moved,
+                       "extra/inner.db: is a symbolic link (to /proc/self/cwd/gradebook.db)" + moved)),
+        Case("h_foreign_grade_cell", "hostile", "an extra locked grade cell worth 100 points, with a grade id the source does not have",
+             edited(foreign), scores=FULL,
+             problems=("cell free_points is not a cell of the source notebook; its nbgrader metadata was removed",)),
+        Case("h_duplicate_grade_id", "hostile", "a copy of relu_forward's grade cell as released (same grade id) placed before the function",
+             duplicate, scores=FULL,
+             problems=("cell test_relu_forward appears 2 times; the one in the source's place keeps it",)),
+        Case("h_markdown_task_cell", "hostile", "a markdown cell flagged as an nbgrader task worth 50 points",
+             edited(markdown_task), scores=FULL, problems=("cell my_task is not a cell of the source notebook",)),
+        Case("h_markdown_grade_cell", "hostile", "a markdown cell given softmax's grade id, as a graded answer",
+             edited(markdown_grade), scores=FULL, problems=("cell test_softmax appears 2 times",)),
+        Case("h_grade_cell_solution", "hostile", "relu_forward's grade cell also flagged as a solution (so that its text would be kept)",
+             edited(grade_also_solution), scores=FULL,
+             problems=("cell test_relu_forward: its flags (solution on) changed; the source's version is used",)),
+        Case("h_solution_graded", "hostile", "relu_forward's solution cell flagged as a grade cell worth 10 points",
+             edited(solution_graded), scores=FULL, problems=("cell relu_forward: its flags (grade on) changed",)),
+        Case("h_changed_points", "hostile", "the points of relu_forward's grade cell raised from 4 to 100",
+             edited(points), scores=FULL, problems=("cell test_relu_forward: its points (4 → 100) changed",)),
+        Case("u_hidden_tests_marker", "unusual", "the student's own checks between ### BEGIN HIDDEN TESTS / ### END HIDDEN TESTS "
+             "in a solution cell, and the marker in a markdown cell (feedback keeps both)", edited(own_markers), scores=FULL),
+        Case("b_deleted_solution_and_grade_cell", "broken", "relu_forward's solution cell and its grade cell both deleted",
+             deleted_with_solution, scores=broken(relu_forward=0),
+             problems=("grade cell(s) test_relu_forward were deleted; put back from the source and graded",)),
+        Case("b_notebook_symlink", "broken", "layers.ipynb handed in as a symbolic link to the source notebook (through /proc/self/cwd)",
+             notebook_link, scores=broken(affine_forward=0, relu_forward=0),
+             problems=("layers.ipynb: is a symbolic link (to /proc/self/cwd/source/broken/layers.ipynb)" + moved,
+                       "layers.ipynb: is missing from the submission; it scores 0")),
+    ]
+
+
+# ---- the channel back from the sandbox (issue 12): nothing the kernel writes is taken after the fact ----
+FORGE_REPORT_CELL = r"""
+import base64, json, os, threading, time
+def forge():
+    while True:
+        try:
+            json.dump({"cells": [{"failed": False, "note": "", "outputs": [{"output_type": "display_data", "metadata": {},
+                       "data": {"text/html": "<script>window.pwned=1</script>"}}]}], "restarts": 0, "fatal": ""},
+                      open("/sandbox/job/cells.json", "w"))
+            for root, dirs, files in os.walk("/sandbox/job/probes"):
+                for name in ("outcome.json", "result.bin", "value.bin"):
+                    open(os.path.join(root, name), "w").write('{"status": "ok"}')
+        except OSError:
+            pass
+        time.sleep(0.002)
+threading.Thread(target=forge, daemon=True).start()
+print("FORGING")
+"""
+
+FORGE_MESSAGES_CELL = r"""
+import base64, threading, time
+from IPython.display import publish_display_data
+def forge():
+    while True:
+        publish_display_data({"application/x-backprop-lab-result": base64.b64encode(b"BPLC\x00\x01forged").decode()})
+        time.sleep(0.01)
+threading.Thread(target=forge, daemon=True).start()
+print("FORGING MESSAGES")
+"""
+
+KILL_RUNNER_CELL = "import os, signal\nprint('KILLING THE RUNNER', flush=True)\nos.kill(os.getppid(), signal.SIGKILL)\n"
+
+HTML_OUTPUT_CELL = ("from IPython.display import HTML, Javascript, display\n"
+                    "display(HTML('<img src=x onerror=\"window.pwned=1\">'))\ndisplay(Javascript('window.pwned=1'))\n"
+                    "print('SHOWN AS TEXT ONLY')\n")
+
+
+def channel_cases():
+    return [
+        Case("h_forge_report", "hostile", "a thread that keeps rewriting the runner's report and every probe's result files "
+             "(with script in the forged outputs)", lambda kit: only(cell(kit.release(), FORGE_REPORT_CELL)), scores=BLANK,
+             output=("FORGING",)),
+        Case("h_forge_result_messages", "hostile", "a thread that keeps sending forged result messages while the probes run",
+             lambda kit: only(cell(kit.release(), FORGE_MESSAGES_CELL)), scores=BLANK),
+        Case("h_kill_runner", "hostile", "kill the grader's runner from a cell (correct work otherwise)",
+             lambda kit: only(cell(kit.source(), KILL_RUNNER_CELL, "end")), scores=BLANK,
+             messages={"test_relu_forward": "runner stopped"}),
+        Case("h_html_outputs", "hostile", "outputs of HTML with an onerror handler and JavaScript (correct work otherwise)",
+             lambda kit: only(cell(kit.source(), HTML_OUTPUT_CELL, "end")), scores=FULL, output=("SHOWN AS TEXT ONLY",)),
+    ]
+
+
 def all_cases():
-    return hostile_cases() + broken_cases() + unusual_cases()
+    return hostile_cases() + broken_cases() + unusual_cases() + intake_cases() + channel_cases()

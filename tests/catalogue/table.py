@@ -26,9 +26,10 @@ notebook must score exactly what `ctl_bug` scores. Broken inputs hand in the two
 
 Checked for every case together: the controls' grades and every other gradebook row are
 unchanged byte for byte, no manual score is written, the course files (`source/`, `release/`,
-`nbgrader_config.py`) and every submitted file are unchanged, nothing the daemon case started
-(a `sleep` child and a double-forked one) is still running, and no feedback page shows a
-hidden declaration.
+`nbgrader_config.py`) and every submitted file are unchanged (links and special files are moved,
+as they are, to `quarantine/`), nothing the daemon case started (a `sleep` child and a
+double-forked one) is still running, no feedback page shows a hidden declaration, and nothing
+in `autograded/` or `feedback/` is a link, a special file, the gradebook or a source notebook.
 """
 
 

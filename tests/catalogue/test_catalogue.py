@@ -9,15 +9,18 @@ files and every submitted file are unchanged, the daemon case's processes are go
 never shows a hidden declaration. ``docs/catalogue.md`` is generated from these results.
 """
 import hashlib
+import json
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbgrader.utils import is_locked
 
 from tests import pipeline
 from tests.catalogue import cases as C
@@ -25,7 +28,10 @@ from tests.catalogue.table import render
 from tests.grader import fixture
 
 pytestmark = pytest.mark.slow
-CASES = C.all_cases()
+# BACKPROP_LAB_CATALOGUE_ONLY=id,id,... grades only those cases (with the controls); the docs
+# table and the catalogue's size then need a full run.
+ONLY = [case_id for case_id in os.environ.get("BACKPROP_LAB_CATALOGUE_ONLY", "").split(",") if case_id]
+CASES = [case for case in C.all_cases() if not ONLY or case.id in ONLY]
 CONTROLS = ("ctl_reference", "ctl_blank", "ctl_bug")
 DOC = pipeline.REPO / "docs" / "catalogue.md"
 LIMITS = """
@@ -59,14 +65,23 @@ def _hand_in(course, student, assignment, spec):
     for name, content in spec.get("notebooks", {}).items():
         data = content if isinstance(content, bytes) else nbformat.writes(content).encode()
         (folder / name).write_bytes(data)
+    if "plant" in spec:
+        spec["plant"](folder)
 
 
 def _tree_digest(root, skip=()):
+    """``{relative path: digest}`` of every file under ``root``; a link or special file is described, never followed or opened."""
     digest = {}
     for path in sorted(Path(root).rglob("*")):
         relative = path.relative_to(root).as_posix()
-        if path.is_file() and not any(relative.startswith(s) for s in skip):
+        if any(relative.startswith(s) for s in skip) or (path.is_dir() and not path.is_symlink()):
+            continue
+        if path.is_symlink():
+            digest[relative] = f"link to {os.readlink(path)}"
+        elif stat.S_ISREG(path.lstat().st_mode):
             digest[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            digest[relative] = f"special file {stat.S_IFMT(path.lstat().st_mode):o}"
     return digest
 
 
@@ -129,9 +144,10 @@ def run(tmp_path_factory):
     return {"course": course, "cli": second.stdout, "stderr": second.stderr, "returncode": second.returncode,
             "controls_before": controls_before, "rows_after": _rows(course),
             "course_before": course_before, "course_after": _tree_digest(
-                course, skip=("gradebook.db", "logs/", ".nbgrader.log", "submitted/", "autograded/", "feedback/")),
+                course, skip=("gradebook.db", "logs/", ".nbgrader.log", "submitted/", "autograded/", "feedback/", "quarantine/")),
             "autograded_before": autograded_before, "submitted_before": submitted_before,
-            "submitted_after": _tree_digest(course / "submitted"), "processes": _sandbox_processes()}
+            "submitted_after": _tree_digest(course / "submitted"),
+            "quarantined": _tree_digest(course / "quarantine" / "submitted"), "processes": _sandbox_processes()}
 
 
 def _outputs_text(course, case):
@@ -196,7 +212,7 @@ def test_case(run, case):
 def test_the_run_itself_reports_only_the_expected_failures(run):
     failed = {line.split("/", 1)[0][2:] for line in run["cli"].splitlines() if line.startswith("✗ ")}
     assert failed == {c.id for c in CASES if c.scores is None}, run["cli"][-3000:]
-    assert run["returncode"] == 1
+    assert run["returncode"] == (1 if failed else 0)
 
 
 def test_controls_and_the_rest_of_the_gradebook_are_unchanged(run):
@@ -206,7 +222,10 @@ def test_controls_and_the_rest_of_the_gradebook_are_unchanged(run):
 
 def test_course_files_and_every_submission_are_unchanged(run):
     assert run["course_after"] == run["course_before"]
-    assert run["submitted_after"] == run["submitted_before"]
+    # Links and special files are moved, unchanged, to quarantine/submitted/<the same path>; nothing else moves.
+    assert not set(run["submitted_after"]) & set(run["quarantined"])
+    assert {**run["submitted_after"], **run["quarantined"]} == run["submitted_before"]
+    assert all(value.startswith(("link to ", "special file ")) for value in run["quarantined"].values())
     after = _tree_digest(run["course"] / "autograded")
     assert {k: v for k, v in after.items() if k.split("/")[0] in CONTROLS} == run["autograded_before"]
 
@@ -215,13 +234,46 @@ def test_no_process_outlives_its_sandbox(run):
     assert run["processes"] == []
 
 
+def _own_markers(course, student, name):
+    """How often the student's own cells hold the marker (after autograde; locked cells are the source's)."""
+    nb = nbformat.read(course / "autograded" / student / C.CATALOGUE / name, as_version=4)
+    return sum(cell.source.count("BEGIN HIDDEN TESTS") for cell in nb.cells if not is_locked(cell))
+
+
 def test_feedback_never_shows_hidden_declarations(run):
     folder = run["course"] / "feedback"
     pages = list(folder.glob(f"*/{C.CATALOGUE}/*.html"))
     assert len(pages) >= len([c for c in CASES if c.assignment == C.CATALOGUE]) // 2
     for page in pages:
         html = page.read_text()
-        assert "judge(" not in html and "BEGIN HIDDEN TESTS" not in html, page
+        student = page.relative_to(folder).parts[0]
+        assert "judge(" not in html, page
+        assert html.count("BEGIN HIDDEN TESTS") == _own_markers(run["course"], student, page.stem + ".ipynb"), page
+
+
+def test_no_link_special_file_gradebook_or_solution_reaches_autograded_or_feedback(run):
+    course = run["course"]
+    sources = {hashlib.sha256(path.read_bytes()).hexdigest() for path in (course / "source").rglob("*.ipynb")}
+    for step in ("autograded", "feedback"):
+        for path in (course / step).rglob("*"):
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            assert stat.S_ISREG(mode), path
+            data = path.read_bytes()
+            assert not data.startswith(b"SQLite format 3") and hashlib.sha256(data).hexdigest() not in sources, path
+            if len(path.relative_to(course / step).parts) != 3:  # anything but the graded notebook or its page
+                assert b"BEGIN SOLUTION" not in data and b"BEGIN HIDDEN TESTS" not in data, path
+
+
+def test_autograded_notebooks_hold_only_inert_outputs(run):
+    """Whatever a kernel displayed, or forged, only text and checked PNG images reach the instructor's pages."""
+    for path in (run["course"] / "autograded").rglob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                assert set(out.get("data", {})) <= {"text/plain", "image/png"}, (path, out)
+                assert "pwned" not in json.dumps(out), (path, out)
 
 
 def test_catalogue_is_large_enough():

@@ -172,6 +172,8 @@ def test_each_planted_mistake_costs_exactly_its_check(course, student, function,
             assert scores[grade_id] == full, f"{grade_id} lost points though {student} did not break it"
     lost = fixture.GRADED[function][kind]
     kinds_broken = {k for s, f, k, *_ in MISTAKES if s == student and f == function}
+    if kinds_broken & {"value"}:  # properties are paid only with a right value
+        kinds_broken |= set(fixture.GRADED[function]) & {"no_mutation", "repeat"}
     assert scores[f"test_{function}"] == FULL[f"test_{function}"] - sum(fixture.GRADED[function][k] for k in kinds_broken)
     assert lost > 0
     message = pipeline.judge_messages(course["course"], A, student, NB)[f"test_{function}"]
@@ -196,7 +198,7 @@ def test_phase_two_leaves_earlier_grades_byte_for_byte_unchanged(course):
 def test_exploits_earn_nothing_for_wrong_work(course, student):
     scores = _scores(course["course"], student)
     if student == "exploit_allclose":
-        assert scores["test_affine_forward"] == FULL["test_affine_forward"] - 2  # value lost; properties kept
+        assert scores["test_affine_forward"] == 0  # value lost, and the properties are paid only with it
         assert "bias" in pipeline.judge_messages(course["course"], A, student, NB)["test_affine_forward"]
     else:
         assert set(scores.values()) == {0.0}
