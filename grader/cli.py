@@ -7,6 +7,7 @@ recorded seeds, release verification, a wide CSV export, a report of mistakes, a
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,8 +17,23 @@ REPO_COURSE = Path(__file__).resolve().parents[1] / "course"
 ASSIGNMENTS = ("01-chain-rule", "02-forward-pass", "03-backward-pass", "04-optimizers", "05-vanishing-gradients", "06-bptt")
 
 
+def resolve_course(course_dir=None, cwd=None):
+    """``(course folder, why)``: ``--course-dir``, else ``$BACKPROP_LAB_COURSE``, else the current folder
+    when it holds an ``nbgrader_config.py`` (as nbgrader itself assumes), else the repository's ``course/``."""
+    cwd = Path(cwd or os.getcwd())
+    if course_dir:
+        return Path(course_dir).resolve(), "--course-dir"
+    if os.environ.get("BACKPROP_LAB_COURSE"):
+        return Path(os.environ["BACKPROP_LAB_COURSE"]).resolve(), "$BACKPROP_LAB_COURSE"
+    if (cwd / "nbgrader_config.py").is_file():
+        return cwd.resolve(), "the current folder"
+    return REPO_COURSE.resolve(), "the repository's course/; pass --course-dir or run in your course folder for another"
+
+
 def _course(args):
-    return Path(args.course_dir or os.environ.get("BACKPROP_LAB_COURSE") or REPO_COURSE).resolve()
+    course, why = resolve_course(getattr(args, "course_dir", None))
+    print(f"backprop-lab: course {course} ({why})", file=sys.stderr)
+    return course
 
 
 def run_nbgrader(course, *args, timeout=None):
@@ -48,10 +64,32 @@ def verify_release(course, assignment, execute=True):
     return release_problems(course, assignment, execute=execute)
 
 
+def release_allowed(course, assignment, force=False):
+    """Print what ``assignment``'s release gives away of other assignments; False if one of those is not yet due."""
+    from .reveals import format_due, release_gate
+    not_yet_due, undated, _ = release_gate(course, assignment, lambda: gradebook(course))
+    for item in undated:
+        print(f"! {assignment}: gives away the solutions of {item.assignment} ({item.names()}), which has no due date "
+              f"in the gradebook; hand it out only after {item.assignment} is due (or set one: "
+              f"nbgrader db assignment add {item.assignment} --duedate='YYYY-MM-DD HH:MM:SS TZ')")
+    if not not_yet_due:
+        return True
+    reveals = "; ".join(f"{item.assignment} ({item.names()}), due {format_due(item.due)}" for item in not_yet_due)
+    if force:
+        print(f"! {assignment}: released before its solutions are due (--force): {reveals}")
+        return True
+    print(f"✗ {assignment}: not released: it gives away the solutions of assignments not yet due: {reveals}. "
+          f"Release it after that, or pass --force")
+    return False
+
+
 def cmd_release(args):
     course = _course(args)
     status = 0
     for assignment in _assignments(course, args.assignments):
+        if not release_allowed(course, assignment, getattr(args, "force", False)):
+            status = 1
+            continue
         result = run_nbgrader(course, "generate_assignment", assignment, "--force")
         if result.returncode != 0:
             print(f"✗ {assignment}: nbgrader generate_assignment failed\n{result.stderr[-2000:]}")
@@ -74,12 +112,20 @@ def cmd_collect(args):
     course = _course(args)
     if args.zip:
         from .zip_collect import collect_zip
-        report = collect_zip(course, args.assignment, Path(args.zip))
+        report = collect_zip(course, args.assignment, Path(args.zip), Path(args.roster) if args.roster else None)
         for line in report:
             print(line)
-        return 0
+        skipped = sum(line.startswith("✗") for line in report)
+        if skipped:
+            print(f"{skipped} file(s) skipped: nothing was guessed; rename them or add the students, then collect again")
+        return 1 if skipped else 0
     result = run_nbgrader(course, "collect", args.assignment, *(["--update"] if args.update else []))
     sys.stdout.write(result.stdout + result.stderr)
+    unwritable = re.search(r"Unwritable directory, please contact your instructor: (\S+)", result.stdout + result.stderr)
+    if result.returncode != 0 and unwritable:
+        _fail(f"nbgrader's exchange {unwritable[1]} does not exist or is not writable: create it "
+              f"(sudo mkdir -p /srv/nbgrader/exchange && sudo chmod 0777 /srv/nbgrader/exchange) and set "
+              f"c.Exchange.root in {course / 'nbgrader_config.py'} (README: nbgrader's exchange)")
     return result.returncode
 
 
@@ -102,20 +148,23 @@ class Progress:
     """A one-line progress bar with counts and an ETA, on stderr."""
 
     def __init__(self, total):
-        self.total, self.done, self.failed, self.started = total, 0, 0, time.monotonic()
+        self.total, self.done, self.failed, self.skipped, self.started = total, 0, 0, 0, time.monotonic()
         # On a terminal the bar redraws in place; in a log file it would be one endless line,
         # so there it is written as a line at each tenth of the way and at the end.
         self.live = sys.stderr.isatty()
 
-    def step(self, ok):
+    def step(self, ok, skipped=False):
+        """One submission finished: graded (``ok`` or failed), or ``skipped`` by nbgrader as already graded."""
         self.done += 1
-        self.failed += 0 if ok else 1
+        self.failed += 0 if ok or skipped else 1
+        self.skipped += 1 if skipped else 0
         elapsed = time.monotonic() - self.started
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
         width = 30
         filled = int(width * self.done / max(self.total, 1))
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} graded, "
-                f"{self.failed} failed, {elapsed:5.0f} s elapsed, ETA {eta:4.0f} s")
+        skipped = f", {self.skipped} skipped (already graded)" if self.skipped else ""
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done - self.skipped}/{self.total} graded, "
+                f"{self.failed} failed{skipped}, {elapsed:5.0f} s elapsed, ETA {eta:4.0f} s")
         if self.live:
             sys.stderr.write(f"\r{line} " + ("\n" if self.done == self.total else ""))
         elif self.done == self.total or 10 * self.done // self.total != 10 * (self.done - 1) // self.total:
@@ -124,15 +173,54 @@ class Progress:
 
 
 def autograde(course, assignments, students=None, jobs=None, force=False, extra=()):
-    """Grade every submission in parallel worker processes; returns [(assignment, student, reason, seconds, problems)]."""
+    """Grade every submission in parallel worker processes; returns [(assignment, student, reason, seconds, problems)].
+
+    First the canary grades each assignment's reference work in a throw-away course: short of full
+    marks, :class:`grader.canary.CanaryFailed` is raised before anyone is graded or anything is
+    written to the course's gradebook.
+    """
+    from .canary import CanaryFailed, run_canary
     from .workers import grade_all
     todo = submissions(course, assignments, students)
     jobs = jobs or os.cpu_count() or 1
     extra = list(extra) + (["--force"] if force else [])
+    if todo:
+        canary = run_canary(course, sorted({assignment for assignment, _ in todo}), jobs, extra)
+        if not canary.ok:
+            raise CanaryFailed(canary)
+        print(canary.message(), flush=True)
+    prepare_database(course)
     register_students(course, sorted({student for _, student in todo}))
     progress = Progress(len(todo))
-    results = grade_all(course, todo, jobs, extra, on_done=lambda a, s, reason, *_: progress.step(not reason))
+    results = grade_all(course, todo, jobs, extra,
+                        on_done=lambda a, s, reason, *_: progress.step(not reason, not reason and was_skipped(course, a, s)))
     return sorted(results)
+
+
+def was_skipped(course, assignment, student):
+    """True when nbgrader's autograde skipped the submission as already graded (no ``--force``, nothing newer)."""
+    try:
+        return "Skipping existing assignment" in (course / "logs" / assignment / f"{student}.log").read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def prepare_database(course):
+    """Create the gradebook's tables and rows and the judge's records table before the workers start.
+
+    On a new database, workers that use it first at once race to create the same tables (nbgrader's
+    ``Gradebook`` and ``records`` both check, then create; on PostgreSQL the loser fails with
+    DuplicateTable or a unique violation) and to insert the same course row; created here, once, they are found.
+    """
+    from nbgrader.api import Gradebook
+
+    from . import records
+    config = _course_config(course)
+    with gradebook(course, config):
+        pass
+    with Gradebook(_db_url(course, config)):  # nbgrader's preprocessors open it under its "default_course"
+        pass
+    records.ensure_schema(_db_url(course, config))
 
 
 def register_students(course, students):
@@ -153,8 +241,10 @@ def register_students(course, students):
 
 
 def score_table(course, assignments):
-    """{student: {assignment: (score, max_score)}} from nbgrader's gradebook."""
+    """{student: {assignment: (score, max_score, late penalty)}} from nbgrader's gradebook, the score after the penalty."""
     from nbgrader.api import MissingEntry
+
+    from .export import final_score
     table = {}
     with gradebook(course) as gb:
         for assignment in assignments:
@@ -167,7 +257,8 @@ def score_table(course, assignments):
                     submission = gb.find_submission(assignment, student.id)
                 except MissingEntry:
                     continue
-                table.setdefault(student.id, {})[assignment] = (submission.score, submission.max_score)
+                table.setdefault(student.id, {})[assignment] = (final_score(submission), submission.max_score,
+                                                                 submission.late_submission_penalty or 0.0)
     return table
 
 
@@ -204,6 +295,9 @@ def print_scores(course, assignments, failures=()):
         total = sum(v[0] for v in row.values())
         maximum = sum(v[1] for v in row.values())
         print(f"{student:<14}{cells}{total:>6g}/{maximum:<3g}")
+    late = [(student, a, row[a][2]) for student, row in sorted(table.items()) for a in assignments if a in row and row[a][2]]
+    for student, assignment, penalty in late:
+        print(f"  {student}/{assignment}: late, {penalty:g} point(s) taken off by nbgrader's late penalty")
     for assignment, student, reason, _, problems in failures:
         if reason:
             print(f"✗ {student}/{assignment}: {reason} (log: logs/{assignment}/{student}.log)")
@@ -220,8 +314,16 @@ def cmd_autograde(args, extra=()):
     if not todo:
         return _fail(f"no submissions under {course / 'submitted'} for {', '.join(assignments)}")
     print(f"Grading {len(todo)} submission(s) with {args.jobs or os.cpu_count()} parallel worker(s)...")
-    results = autograde(course, assignments, args.student, args.jobs, getattr(args, "force", False), extra)
+    from .canary import GRADER_BROKEN, CanaryFailed
+    try:
+        results = autograde(course, assignments, args.student, args.jobs, getattr(args, "force", False), extra)
+    except CanaryFailed as failure:
+        print(f"backprop-lab: {failure}", file=sys.stderr)
+        return GRADER_BROKEN
     print_scores(course, assignments, results)
+    skipped = sum(not reason and was_skipped(course, a, s) for a, s, reason, *_ in results)
+    if skipped:
+        print(f"{skipped} submission(s) were already graded and skipped (their grades are above); --force grades them again")
     return 1 if any(result[2] for result in results) else 0
 
 
@@ -232,13 +334,33 @@ def cmd_regrade(args):
 
 
 # -- feedback, export, report -------------------------------------------------------
+def autograded_students(course, assignment):
+    folder = course / "autograded"
+    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir()) if folder.is_dir() else []
+
+
+def _last_error(result):
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line or "Error" in line]
+    return (errors or lines or [f"nbgrader exited with {result.returncode}"])[-1][:300]
+
+
 def cmd_feedback(args):
+    """Feedback for every autograded submission; an assignment nobody's work was autograded for is skipped."""
     course = _course(args)
     status = 0
     for assignment in _assignments(course, args.assignments):
+        students = autograded_students(course, assignment)
+        if not students:
+            print(f"- {assignment}: skipped, nothing autograded yet (backprop-lab autograde {assignment} first)")
+            status |= 1 if args.assignments else 0  # asked for by name: say so in the exit code too
+            continue
         result = run_nbgrader(course, "generate_feedback", assignment, "--force")
-        print(f"{'✓' if result.returncode == 0 else '✗'} feedback/{'*'}/{assignment}")
-        status |= result.returncode
+        if result.returncode == 0:
+            print(f"✓ {assignment}: feedback for {len(students)} student(s) in feedback/<student>/{assignment}/")
+        else:
+            print(f"✗ {assignment}: nbgrader generate_feedback failed: {_last_error(result)}")
+            status = 1
     return status
 
 
@@ -276,6 +398,11 @@ def cmd_sync(args):
     return 1 if (args.check and drift) else 0
 
 
+def cmd_doctor(args):
+    from .doctor import cmd_doctor
+    return cmd_doctor(_course(args))
+
+
 def cmd_demo(args):
     from .demo import run_demo
     return run_demo(args)
@@ -284,18 +411,22 @@ def cmd_demo(args):
 def build_parser():
     parser = argparse.ArgumentParser(prog="backprop-lab", description=__doc__.splitlines()[0])
     parser.add_argument("--course-dir", default=None,
-                        help="the nbgrader course folder (default: $BACKPROP_LAB_COURSE or the repository's course/; "
-                             "for demo: a new temporary folder)")
+                        help="the nbgrader course folder (default: $BACKPROP_LAB_COURSE, else the current folder if it "
+                             "holds nbgrader_config.py, else the repository's course/; for demo: a new temporary folder)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("release", help="generate release versions (all six by default) and verify each")
     p.add_argument("assignments", nargs="*")
     p.add_argument("--no-execute", action="store_true", help="skip running each release notebook")
+    p.add_argument("--force", action="store_true",
+                   help="release even when it gives away solutions of an assignment not yet due (with a warning)")
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("collect", help="collect submissions from nbgrader's exchange or from an LMS-style zip")
     p.add_argument("assignment")
-    p.add_argument("--zip", help="a zip of files named like <student>_<notebook>.ipynb (LMS download)")
+    p.add_argument("--zip", help="an LMS download: <student>_<notebook>.ipynb, Canvas or Moodle names")
+    p.add_argument("--roster", help="with --zip: CSV of the course's students (column id, optional first_name, "
+                                    "last_name); only they are collected (default: the gradebook's students)")
     p.add_argument("--update", action="store_true")
     p.set_defaults(func=cmd_collect)
 
@@ -328,14 +459,28 @@ def build_parser():
     p.add_argument("--check", action="store_true", help="only report drift (exit 1 if any)")
     p.set_defaults(func=cmd_sync)
 
+    p = sub.add_parser("doctor", help="check that grading works here: bubblewrap, the sandbox's Python and kernel, "
+                                      "the gradebook, the exchange; prints the fix for each problem")
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("demo", help="the whole instructor pipeline on a temporary course with a synthetic cohort")
     p.add_argument("--assignments", nargs="*", default=list(ASSIGNMENTS))
     p.add_argument("--jobs", "-j", type=int, default=None)
+    p.add_argument("--db-url", help="the gradebook's database, e.g. postgresql+psycopg://user:password@host/db "
+                                    "(default: SQLite in the demo course; $BACKPROP_LAB_DB_URL is not used)")
     p.set_defaults(func=cmd_demo)
+
+    # README says "pass --course-dir DIR": accepted after the subcommand too (there it overrides).
+    for subparser in {id(p): p for p in sub.choices.values()}.values():
+        subparser.add_argument("--course-dir", default=argparse.SUPPRESS, help="the nbgrader course folder")
     return parser
 
 
 def main(argv=None):
+    # nbgrader runs the `alembic` command from PATH to create a gradebook (the canary makes one per
+    # batch): the one of this Python's installation, even when its venv is not activated.
+    if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,8 +1,9 @@
 """The README's main job: the whole instructor pipeline on a temporary course.
 
 Generate and verify the releases, hand in a synthetic cohort (grader/cohort.py), autograde in
-parallel on the embedded SQLite gradebook, generate feedback, export the CSV, write the report,
-print the score table and check every student lost points exactly where expected.
+parallel on a SQLite gradebook in the course (or the database of ``--db-url``), generate feedback,
+export the CSV, write the report, print the score table and check every student lost points
+exactly where expected.
 """
 import shutil
 import tempfile
@@ -10,8 +11,31 @@ import time
 from pathlib import Path
 
 import nbformat
+from sqlalchemy.engine import make_url
 
 from . import cli, cohort
+from .canary import GRADER_BROKEN, CanaryFailed
+
+
+def _pin_database(course, db_url):
+    """Write the demo's gradebook into its course config, so that nbgrader typed in the folder later uses it too.
+
+    Pinned rather than read from ``$BACKPROP_LAB_DB_URL``: a demo's synthetic cohort must never land in
+    a real course's gradebook by accident. A config holding a password is readable by its owner only.
+    """
+    config = course / "nbgrader_config.py"
+    with config.open("a") as handle:
+        handle.write(f"\n# The demo's gradebook (backprop-lab demo --db-url).\nc.CourseDirectory.db_url = {db_url!r}\n")
+    if make_url(db_url).password is not None:
+        config.chmod(0o600)
+
+
+def shown_db_url(db_url):
+    """The gradebook as a person reads it: a SQLite file's path, or the URL with its password hidden."""
+    url = make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        return url.database
+    return url.render_as_string(hide_password=True)
 
 
 def _cell_scores(course, assignment, student):
@@ -48,6 +72,13 @@ def run_demo(args):
     course = Path(args.course_dir).resolve() if args.course_dir else Path(tempfile.mkdtemp(prefix="backprop-lab-demo-")) / "course"
     course.mkdir(parents=True, exist_ok=True)
     shutil.copy(cli.REPO_COURSE / "nbgrader_config.py", course / "nbgrader_config.py")
+    db_url = args.db_url or f"sqlite:///{course / 'gradebook.db'}"
+    _pin_database(course, db_url)
+    try:
+        cli.prepare_database(course)
+    except Exception as error:  # unreachable server, missing driver, bad credentials: say so before any work
+        print(f"✗ cannot use the gradebook {shown_db_url(db_url)}: {type(error).__name__}: {error}")
+        return 1
     for assignment in args.assignments:
         target = course / "source" / assignment
         if target.exists():
@@ -61,7 +92,7 @@ def run_demo(args):
     if cli.cmd_release(release_args) != 0:
         return 1
 
-    print(f"\n== 2. A cohort of {len(cohort.COHORT)} students hands in")
+    print(f"\n== 2. A cohort of {len(cohort.COHORT)} students hands in their release notebooks")
     for student in cohort.COHORT:
         print(f"  {student.name:<9} {student.description}")
         for assignment in args.assignments:
@@ -72,8 +103,12 @@ def run_demo(args):
                 release_nb = nbformat.read(course / "release" / assignment / source_path.name, as_version=4)
                 nbformat.write(cohort.build_notebook(student, assignment, source_nb, release_nb), folder / source_path.name)
 
-    print("\n== 3. Autograde in parallel (sandboxed judge, SQLite gradebook)")
-    results = cli.autograde(course, args.assignments, jobs=args.jobs)
+    print(f"\n== 3. Autograde in parallel (sandboxed judge, {make_url(db_url).get_backend_name()} gradebook)")
+    try:
+        results = cli.autograde(course, args.assignments, jobs=args.jobs)
+    except CanaryFailed as failure:
+        print(f"✗ {failure}")
+        return GRADER_BROKEN
     cli.print_scores(course, args.assignments, results)
 
     print("\n== 4. Feedback, CSV export, report")
@@ -87,7 +122,7 @@ def run_demo(args):
     problems = _expectation_problems(course, args.assignments)
     print("\n== Outputs")
     print(f"  course folder : {course}")
-    print(f"  gradebook     : {course / 'gradebook.db'}")
+    print(f"  gradebook     : {shown_db_url(cli._db_url(course))}")
     print(f"  feedback      : {course / 'feedback'}/<student>/<assignment>/*.html")
     print(f"  grades (CSV)  : {csv_path}")
     print(f"  report        : {png} and {course / 'reports' / 'report.txt'}")

@@ -15,7 +15,7 @@ from nbgrader.nbgraderformat.common import BaseMetadataValidator
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
-from . import judge, records
+from . import guard, judge, records
 from .sandbox import launch
 
 
@@ -30,10 +30,28 @@ class JudgeInSandbox(NbGraderPreprocessor):
     memory_limit_mb = Integer(4096, help="Address-space limit of the sandboxed processes, MiB.").tag(config=True)
     max_processes = Integer(256, help="Process limit inside the sandbox.").tag(config=True)
     max_disk_mb = Integer(1024, help="Disk the sandbox may use, MiB.").tag(config=True)
+    sandbox_python = Unicode("", help="The Python interpreter the sandbox runs (default: the grader's own). It needs "
+                             "nbformat, nbclient, ipykernel and numpy; nbgrader and this package need not be installed in it.").tag(config=True)
     skip_cells = Unicode(r"^(selfcheck|experiment|explore)-",
                          help="Locked cells whose grade_id matches are not run when grading (self-checks, experiments).").tag(config=True)
 
     def preprocess(self, nb, resources):
+        info = resources["nbgrader"]
+        try:
+            return self._judge(nb, resources)
+        except BaseException as error:
+            # The judge raises for no student's work (a failure costs only the checks it touched),
+            # so this is the grader failing: nbgrader's own error path fails the submission, and
+            # whatever this run stored for it is undone first (see grader.guard).
+            if isinstance(error, launch.InfrastructureError):
+                guard.mark_broken(str(error))
+            guard.undo(info["assignment"], info["student"], self.log)
+            raise
+
+    def _judge(self, nb, resources):
+        if guard.broken_reason():
+            raise launch.InfrastructureError(f"not judged: an earlier notebook of this run found the grader broken "
+                                             f"({guard.broken_reason()})")
         info = resources["nbgrader"]
         assignment, student, notebook = info["assignment"], info["student"], info["notebook"]
         db_url = info["db_url"]
@@ -48,7 +66,8 @@ class JudgeInSandbox(NbGraderPreprocessor):
                                notebook_timeout=self.notebook_timeout, memory_bytes=self.memory_limit_mb * 2**20,
                                max_processes=self.max_processes, max_disk_bytes=self.max_disk_mb * 2**20)
         _route_logs(self.log)
-        verdict = judge.judge_notebook(nb, resources["metadata"]["path"], seed, limits, self.skip_cells)
+        verdict = judge.judge_notebook(nb, resources["metadata"]["path"], seed, limits, self.skip_cells,
+                                       python=self.sandbox_python or None)
         for note in verdict.notes:
             self.log.warning("%s/%s/%s: %s", assignment, student, notebook, note)
         self.log.info("%s/%s/%s judged in %s mode with seed %d: %g / %g (%.1f s)", assignment, student, notebook,
