@@ -124,6 +124,29 @@ def _hints(course):
     return [check for check in checks if not check.ok]
 
 
+def _empty_gradebook(db_url):
+    """nbgrader's empty gradebook, made the way nbgrader makes one, less its 2.7 s ``alembic heads`` command.
+
+    nbgrader runs that command in a new process only to read the schema version of the
+    installed nbgrader, which alembic gives in-process at once. Should it fail, nbgrader
+    creates the gradebook itself.
+    """
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader import api
+    from sqlalchemy import create_engine, text
+    with api._temp_alembic_ini(db_url) as ini:
+        head = ScriptDirectory.from_config(Config(ini)).get_current_head()
+    engine = create_engine(db_url)
+    try:
+        api.Base.metadata.create_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
+    finally:
+        engine.dispose()
+
+
 def _generate_in_worker(folder, argv, log_path):
     os.chdir(folder)
     descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -161,6 +184,10 @@ def run_canary(course, assignments, jobs=None, extra=()):
     folder = _temporary_course(course, assignments)
     overrides = [f"--CourseDirectory.root={folder}", f"--CourseDirectory.db_url=sqlite:///{folder / 'gradebook.db'}",
                  "--Autograde.create_student=True"]
+    try:
+        _empty_gradebook(f"sqlite:///{folder / 'gradebook.db'}")
+    except Exception:  # nbgrader's own way, then
+        (folder / "gradebook.db").unlink(missing_ok=True)
     generation_log = folder / "logs" / "generate_assignment.log"
     if not _generate(folder, overrides, generation_log):
         log = generation_log.read_text(errors="replace").strip() if generation_log.exists() else ""

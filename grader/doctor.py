@@ -135,14 +135,16 @@ def check_python(python):
         return Check("sandbox Python", False, f"{python} is not an executable file",
                      "set c.JudgeInSandbox.sandbox_python in nbgrader_config.py to a Python with the grader's packages, "
                      "or remove it to use this one")
+    cannot_run = "set c.JudgeInSandbox.sandbox_python to a working Python 3.10+ with the grader's packages"
     try:
         found = subprocess.run([python, "-I", "-c", _IMPORT_PROBE % (RUNNER_MODULES,)], capture_output=True, text=True,
                                timeout=120)
+    except (OSError, subprocess.SubprocessError) as error:
+        return Check("sandbox Python", False, f"{python} cannot be run: {error}", cannot_run)
+    try:
         report = json.loads(found.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as error:
-        detail = getattr(locals().get("found"), "stderr", "") or str(error)
-        return Check("sandbox Python", False, f"{python} cannot be run: {detail.strip()[-300:]}",
-                     "set c.JudgeInSandbox.sandbox_python to a working Python 3.10+ with the grader's packages")
+    except (ValueError, IndexError):
+        return Check("sandbox Python", False, f"{python} cannot be run: {found.stderr.strip()[-300:]}", cannot_run)
     missing = report["missing"]
     if missing:
         names = ", ".join(missing)

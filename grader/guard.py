@@ -27,7 +27,7 @@ from traitlets.log import get_logger
 from . import quarantine, records
 
 _snapshots = {}          # (assignment, student) -> Snapshot, in this nbgrader process
-_broken = []             # the first InfrastructureError's text, once one happened in this process
+_broken = ""             # the first InfrastructureError's text, once one happened in this process
 
 
 @dataclasses.dataclass
@@ -40,8 +40,11 @@ class Snapshot:
     student: str
     student_existed: bool
     rows: list                 # [(model, {column: value})]; empty when there was no submission
-    submission_existed: bool
     last_record: int
+
+    @property
+    def submission_existed(self):
+        return bool(self.rows)
 
     @classmethod
     def take(cls, db_url, course_id, assignment, student):
@@ -55,7 +58,7 @@ class Snapshot:
                 rows = [(type(row), _values(row)) for row in _submission_rows(gb.find_submission(assignment, student))]
             except MissingEntry:
                 rows = []
-        return cls(db_url, course_id, assignment, student, student_existed, rows, bool(rows),
+        return cls(db_url, course_id, assignment, student, student_existed, rows,
                    records.last_id(db_url, assignment, student))
 
     def restore(self):
@@ -142,12 +145,12 @@ def before_autograde(assignment, student, notebooks):
 
 def broken_reason():
     """Why an earlier notebook of this process found the grader broken ('' if none did)."""
-    return _broken[0] if _broken else ""
+    return _broken
 
 
 def mark_broken(reason):
-    if not _broken:
-        _broken.append(reason)
+    global _broken
+    _broken = _broken or reason
 
 
 def undo(assignment, student, log):

@@ -143,32 +143,32 @@ class _Shape(HTMLParser):
 
 
 class _Renderer(IPythonRenderer):
-    """nbconvert's markdown renderer, noting raw HTML; a missing attachment becomes an empty src."""
+    """nbconvert's markdown renderer, noting what keeps a cell from staying as it is: raw HTML, a missing attachment."""
 
     def __init__(self, attachments):
         super().__init__(escape=False, attachments=attachments)
-        self.raw_html = False
+        self.needs_rewrite = False
 
     def block_html(self, html):
-        self.raw_html = True
+        self.needs_rewrite = True
         return super().block_html(html)
 
     def inline_html(self, html):
-        self.raw_html = True
+        self.needs_rewrite = True
         return super().inline_html(html)
 
     def _embed_image_or_attachment(self, src):
         if src.startswith("attachment:") and src[len("attachment:"):] not in self.attachments:
-            self.raw_html = True  # not kept as it is: nbconvert would fail on the whole notebook
+            self.needs_rewrite = True  # as it is, nbconvert would fail on the whole notebook
             return ""
         return super()._embed_image_or_attachment(src)
 
 
 def _render(source, attachments):
-    """``(html, had raw HTML)`` as nbconvert renders ``source``, or ``(None, True)`` if it cannot."""
+    """``(html, needs rewriting)`` as nbconvert renders ``source``, or ``(None, True)`` if it cannot."""
     renderer = _Renderer(attachments)
     try:
-        return MarkdownWithMath(renderer=renderer).render(source), renderer.raw_html
+        return MarkdownWithMath(renderer=renderer).render(source), renderer.needs_rewrite
     except Exception:  # noqa: BLE001  (whatever the renderer chokes on, the cell is shown as text)
         return None, True
 
@@ -199,12 +199,12 @@ def _safe_markdown_cached(source):
 
 
 def _safe_markdown(source, attachments):
-    rendered, raw_html = _render(source, attachments)
+    rendered, needs_rewrite = _render(source, attachments)
     if rendered is not None:
         shape = _Shape(rendered)
         if len(shape.items) <= MAX_TAGS and shape.depth <= MAX_DEPTH:
             cleaned = clean_html(rendered)
-            if not raw_html and _Shape(cleaned).items == shape.items:
+            if not needs_rewrite and _Shape(cleaned).items == shape.items:
                 return source
             block = _one_block(cleaned)
             if block is not None:
@@ -270,7 +270,10 @@ def sanitise_cell(cell):
         source = safe_markdown(cell.source, cell.get("attachments"))
         changed, cell.source = source != cell.source, source
     elif cell.cell_type == "code":
-        cell.outputs = [safe_output(output) for output in cell.get("outputs", [])]
+        outputs = cell.get("outputs")
+        cell.outputs = [safe_output(output) for output in outputs] if isinstance(outputs, list) else []
+        if type(cell.get("execution_count")) is not int:
+            cell.execution_count = None  # nbconvert's prompt shows it unescaped
     else:
         changed = cell.cell_type != "raw" or cell.metadata.get("raw_mimetype") != "text/plain"
         cell.cell_type = "raw"

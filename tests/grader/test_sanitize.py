@@ -195,6 +195,13 @@ def test_outputs_keep_text_and_real_images_only():
         nbformat.validate(new_notebook(cells=[new_code_cell(outputs=[output])]))
 
 
+def test_a_prompt_number_is_a_number():
+    cell = new_code_cell("x")
+    cell.execution_count = f"<img src=x onerror={X}>"  # a notebook's JSON can say anything
+    sanitize.sanitise_cell(cell)
+    assert cell.execution_count is None
+
+
 def hostile_notebook():
     nb = new_notebook(cells=[
         new_markdown_cell(VECTORS["img onerror"] + " with $y = Wx$", id="md"),
