@@ -176,6 +176,16 @@ def _generate(folder, overrides, log_path):
     return process.exitcode == 0
 
 
+def _register_student(folder):
+    """The canary student, created before its workers start (two of them would race to insert it)."""
+    from nbgrader.api import Gradebook
+
+    from .cli import _course_config
+    course_id = _course_config(folder).get("CourseDirectory", {}).get("course_id", "default_course")
+    with Gradebook(f"sqlite:///{folder / 'gradebook.db'}", course_id) as gb:
+        gb.update_or_create_student(STUDENT)
+
+
 def run_canary(course, assignments, jobs=None, extra=()):
     """Grade the reference work of ``assignments`` in a temporary course; returns a :class:`CanaryResult`."""
     from . import workers
@@ -193,6 +203,7 @@ def run_canary(course, assignments, jobs=None, extra=()):
         log = generation_log.read_text(errors="replace").strip() if generation_log.exists() else ""
         problems = [f"nbgrader generate_assignment failed on the source notebooks: {log[-800:]}"]
     else:
+        _register_student(folder)
         todo = [(assignment, STUDENT) for assignment in assignments]
         results = workers.grade_all(folder, todo, min(jobs or os.cpu_count() or 1, len(todo)), [*overrides, *extra])
         problems = _shortfalls(folder, assignments, results)
