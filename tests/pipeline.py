@@ -109,3 +109,15 @@ def judge_messages(course, assignment, student, name):
 
 def feedback_html(course, assignment, student, name):
     return (Path(course) / "feedback" / student / assignment / name.replace(".ipynb", ".html")).read_text()
+
+
+def score_after_losing(points, lost_kinds):
+    """A grade cell's score when the checks ``lost_kinds`` fail, with the judge's rule that a
+    property check pays only when the cell's first value check passed (``points``: kind -> points,
+    in declaration order)."""
+    from grader.judge import PROPERTY_KINDS
+    lost = set(lost_kinds)
+    primary = next((kind for kind in points if kind not in PROPERTY_KINDS), None)
+    if primary in lost:
+        lost |= {kind for kind in points if kind in PROPERTY_KINDS}
+    return float(sum(p for kind, p in points.items() if kind not in lost))

@@ -555,7 +555,7 @@ def test_each_planted_mistake_costs_exactly_its_checks_and_is_named(graded, name
     expected = dict(graded["full"])
     for function, kinds in failing.items():
         points = _points(f"test_{function}")
-        expected[f"test_{function}"] = sum(p for kind, p in points.items() if kind not in kinds)
+        expected[f"test_{function}"] = pipeline.score_after_losing(points, kinds)
     assert _scores(graded, name) == expected
     messages = pipeline.judge_messages(graded["course"], ASSIGNMENT, name, NOTEBOOK)
     feedback = html.unescape(pipeline.feedback_html(graded["course"], ASSIGNMENT, name, NOTEBOOK))

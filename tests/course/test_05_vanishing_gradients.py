@@ -505,12 +505,13 @@ PLANTED = {
     },
 }
 EXPECTED_LOSSES = {   # student -> {grade cell: (score, catalogue id named in the message)}
-    "mistakes-a": {"test_he_init": (1, "he_missing_two"), "test_residual_backward": (1, "residual_identity_missing"),
-                   "test_layer_gradient_norms": (1, "norms_reversed"), "test_clip_by_global_norm": (1, "clip_per_parameter")},
-    "mistakes-b": {"test_xavier_init": (1, "xavier_fan_in_only"), "test_leaky_relu_backward": (1, "leaky_slope_flipped"),
+    # A wrong value costs the cell's property checks too (they pay only with a right value).
+    "mistakes-a": {"test_he_init": (0, "he_missing_two"), "test_residual_backward": (0, "residual_identity_missing"),
+                   "test_layer_gradient_norms": (0, "norms_reversed"), "test_clip_by_global_norm": (0, "clip_per_parameter")},
+    "mistakes-b": {"test_xavier_init": (0, "xavier_fan_in_only"), "test_leaky_relu_backward": (0, "leaky_slope_flipped"),
                    "test_clip_by_global_norm": (3, "mutation"),
                    # layer_gradient_norms calls the student's Leaky ReLU: its failure points at the broken piece.
-                   "test_layer_gradient_norms": (1, "uses leaky_relu_backward, which failed its own checks")},
+                   "test_layer_gradient_norms": (0, "uses leaky_relu_backward, which failed its own checks")},
 }
 
 

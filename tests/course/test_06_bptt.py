@@ -671,7 +671,7 @@ def test_planted_mistakes_lose_points_only_where_they_are(graded, name):
             assert scores[grade_id] == (full, full), (grade_id, messages[grade_id])
             continue
         kind, mistake = planted[function]
-        assert scores[grade_id] == (full - POINTS[function][kind], full), (grade_id, messages[grade_id])
+        assert scores[grade_id] == (pipeline.score_after_losing(POINTS[function], {kind}), full), (grade_id, messages[grade_id])
         assert CATALOGUE[mistake] in messages[grade_id], messages[grade_id]
         assert CATALOGUE[mistake] in feedback
     assert "judge(" not in feedback and "BEGIN HIDDEN TESTS" not in feedback
