@@ -94,6 +94,15 @@ def write_isolated_config(home):
     return env
 
 
+def lab_command(port, token, root, *extra):
+    """``jupyter lab`` on 127.0.0.1:``port`` serving ``root``, quiet and offline (no news, no update checks)."""
+    return [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True",
+            "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None", *extra,
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly"]
+
+
 def wait_until_serving(server, url, token, log):
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
@@ -132,12 +141,7 @@ def jupyter_lab(tmp_path_factory):
     port, token = free_loopback_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}"
     log = base / "jupyterlab.log"
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True",
-               "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--LabApp.extension_manager=readonly"]
+    command = lab_command(port, token, root)
     with log.open("wb") as log_file:
         server = subprocess.Popen(command, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)

@@ -34,7 +34,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_raw_cell
 
 from tests import pipeline
-from tests.browser.conftest import (CHROMIUM, free_loopback_port, stop, wait_until_serving, write_isolated_config)
+from tests.browser.conftest import (CHROMIUM, free_loopback_port, lab_command, stop, wait_until_serving,
+                                    write_isolated_config)
 from tests.grader import fixture
 
 pytestmark = [
@@ -193,11 +194,7 @@ def formgrader(graded, tmp_path_factory):
     port, token = free_loopback_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}"
     log = home / "jupyterlab.log"
-    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-               f"--ServerApp.root_dir={course}", "--ServerApp.allow_root=True",
-               "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly"]
+    command = lab_command(port, token, course, "--LabApp.expose_app_in_browser=True")
     with log.open("wb") as log_file:
         server = subprocess.Popen(command, cwd=course, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, start_new_session=True)
