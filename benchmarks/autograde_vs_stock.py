@@ -51,7 +51,7 @@ def grade_stock(course, assignments, jobs):
 
 
 def grade_ours(course, assignments, jobs):
-    subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(course), "autograde", "--jobs", str(jobs),
+    subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), "autograde", "--jobs", str(jobs),
                     *assignments], check=True, capture_output=True)
 
 

@@ -180,8 +180,8 @@ def _register_student(folder):
     """The canary student, created before its workers start (two of them would race to insert it)."""
     from nbgrader.api import Gradebook
 
-    from .cli import _course_config
-    course_id = _course_config(folder).get("CourseDirectory", {}).get("course_id", "default_course")
+    from .course import course_config
+    course_id = course_config(folder).get("CourseDirectory", {}).get("course_id", "default_course")
     with Gradebook(f"sqlite:///{folder / 'gradebook.db'}", course_id) as gb:
         gb.update_or_create_student(STUDENT)
 

@@ -39,8 +39,8 @@ class Check:
 
 
 def _config(course):
-    from .cli import _course_config
-    return _course_config(course)
+    from .course import course_config
+    return course_config(course)
 
 
 def sandbox_python(course, config=None):
@@ -202,8 +202,8 @@ def check_gradebook(course):
     from sqlalchemy import create_engine, inspect, text
     from sqlalchemy.engine import make_url
 
-    from .cli import _db_url
-    db_url = _db_url(course)
+    from .course import db_url as course_db_url
+    db_url = course_db_url(course)
     shown = shown_url(db_url)
     try:
         url = make_url(db_url)

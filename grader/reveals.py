@@ -20,6 +20,8 @@ from pathlib import Path
 
 import nbformat
 
+from .course import course_config
+
 BEGIN, END = "BEGIN SOLUTION", "END SOLUTION"
 
 
@@ -103,13 +105,6 @@ def given_code(source_nb, config=None):
     return [cell.source for cell in nb.cells if cell.cell_type == "code"]
 
 
-def _course_config(course):
-    from traitlets.config import Config, PyFileConfigLoader
-    if not (Path(course) / "nbgrader_config.py").exists():
-        return Config()
-    return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-
-
 def _notebooks(course, assignment):
     return [nbformat.read(path, as_version=4) for path in sorted((Path(course) / "source" / assignment).glob("*.ipynb"))]
 
@@ -117,7 +112,7 @@ def _notebooks(course, assignment):
 def revealed_solutions(course, assignment, config=None):
     """``[Revealed]``: every other assignment of ``course`` whose graded functions ``assignment``'s release defines."""
     course = Path(course)
-    config = config if config is not None else _course_config(course)
+    config = config if config is not None else course_config(course)
     others = sorted(p.name for p in (course / "source").iterdir() if p.is_dir() and p.name != assignment)
     graded = {}
     for other in others:

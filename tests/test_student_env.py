@@ -17,7 +17,7 @@ import nbformat
 import pytest
 import yaml
 
-from grader.cohort import fill_release
+from grader.instructor.cohort import fill_release
 from tests import pipeline
 
 pytestmark = pytest.mark.slow

@@ -97,7 +97,7 @@ def _rows(course):
 
 
 def _cli(course, *args):
-    return subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(course), *args],
+    return subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), *args],
                           capture_output=True, text=True, timeout=3000)
 
 

@@ -82,7 +82,7 @@ def test_stock_nbgrader_with_a_broken_sandbox_fails_loudly_and_stores_nothing(gr
 def test_backprop_lab_autograde_with_a_broken_sandbox_grades_nobody(graded_course, broken_python, tmp_path):
     course = _copy(graded_course, tmp_path, f"c.JudgeInSandbox.sandbox_python = {str(broken_python)!r}")
     before = dump(course)
-    result = subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(course), "autograde", "--force",
+    result = subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), "autograde", "--force",
                              "--jobs", "2"], capture_output=True, text=True, timeout=600)
     assert result.returncode == GRADER_BROKEN, result.stdout + result.stderr
     err = result.stderr

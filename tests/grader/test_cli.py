@@ -24,7 +24,7 @@ STUDENTS = {
 
 
 def _cli(course, *args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(course), *args],
+    return subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), *args],
                           capture_output=True, text=True, **kwargs)
 
 
@@ -65,7 +65,7 @@ def test_parallel_autograde_gives_the_stock_serial_grades_and_a_summary(courses)
 def test_a_killed_worker_loses_only_its_submission_and_a_rerun_completes_it(courses, tmp_path):
     serial, _ = courses
     course = _fresh_course(tmp_path)
-    process = subprocess.Popen([sys.executable, "-m", "grader.cli", "--course-dir", str(course), "autograde", "--jobs", "2"],
+    process = subprocess.Popen([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), "autograde", "--jobs", "2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim = None
     log = course / "logs" / A / "ben.log"
@@ -189,7 +189,7 @@ def test_zip_collect_creates_no_ghost_students_from_canvas_and_moodle_names(tmp_
 
 
 def test_zip_names_are_read_the_way_lms_write_them():
-    from grader.zip_collect import _student, identify
+    from grader.instructor.zip_collect import _student, identify
     students = [_student("jdoe", "Jane", "Doe"), _student("mary_ann"), _student("mary"), _student("bob")]
     expected = {"forward_pass.ipynb", "forward_pass_extra.ipynb"}
     cases = {
@@ -233,7 +233,7 @@ def test_a_failed_workers_reason_is_the_exception_not_nbgraders_closing_words(tm
 
 
 def test_progress_in_a_log_file_is_a_line_per_tenth_not_one_endless_line(capsys):
-    from grader.cli import Progress
+    from grader.instructor.commands import Progress
     progress = Progress(30)
     for number in range(30):
         progress.step(ok=number != 1)
@@ -245,7 +245,7 @@ def test_progress_in_a_log_file_is_a_line_per_tenth_not_one_endless_line(capsys)
 
 
 def test_progress_counts_submissions_nbgrader_skipped_apart_from_graded(capsys):
-    from grader.cli import Progress
+    from grader.instructor.commands import Progress
     progress = Progress(4)
     for number in range(4):
         progress.step(ok=True, skipped=number < 3)
@@ -257,16 +257,16 @@ def test_the_course_is_the_current_folder_when_it_holds_a_config_and_course_dir_
     course = pipeline.make_course(tmp_path / "elsewhere")
     fixture.build(course)
     env = {k: v for k, v in os.environ.items() if k != "BACKPROP_LAB_COURSE"}
-    here = subprocess.run([sys.executable, "-m", "grader.cli", "export"], cwd=course, env=env, capture_output=True,
+    here = subprocess.run([sys.executable, "-m", "grader.instructor.cli", "export"], cwd=course, env=env, capture_output=True,
                           text=True, timeout=600)
     assert here.returncode == 0, here.stderr
     assert f"backprop-lab: course {course} (the current folder)" in here.stderr
     assert (course / "grades.csv").read_text().startswith("student_id,")
-    after = subprocess.run([sys.executable, "-m", "grader.cli", "export", "--course-dir", str(course), "--to",
+    after = subprocess.run([sys.executable, "-m", "grader.instructor.cli", "export", "--course-dir", str(course), "--to",
                             str(tmp_path / "after.csv")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert after.returncode == 0, after.stderr
     assert f"backprop-lab: course {course} (--course-dir)" in after.stderr and (tmp_path / "after.csv").exists()
-    outside = subprocess.run([sys.executable, "-m", "grader.cli", "sync", "--check"], cwd=tmp_path, env=env,
+    outside = subprocess.run([sys.executable, "-m", "grader.instructor.cli", "sync", "--check"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=600)
     assert "(the repository's course/; pass --course-dir or run in your course folder for another)" in outside.stderr
 
@@ -278,7 +278,7 @@ def test_export_and_the_summary_take_the_score_after_the_late_penalty_and_leave_
 
     from nbgrader.api import Gradebook
 
-    from grader import cli
+    from grader.instructor import commands as cli
     course = pipeline.make_course(tmp_path)
     due = datetime.datetime(2026, 3, 1, 12, 0)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "backprop-lab") as gb:
@@ -297,7 +297,7 @@ def test_export_and_the_summary_take_the_score_after_the_late_penalty_and_leave_
     stock = course / "stock.csv"
     pipeline.nbgrader(course, "export", f"--to={stock}")
     stock_scores = {(row["student_id"], row["assignment"]): float(row["score"]) for row in csv.DictReader(stock.open())}
-    result = subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(course), "export"],
+    result = subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), "export"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     wide = {row["student_id"]: row for row in csv.DictReader((course / "grades.csv").open())}

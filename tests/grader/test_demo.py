@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_grades_the_cohort_as_expected(tmp_path):
     # Two assignments keep CI short; they carry the reference, blank, buggy and hostile students.
-    result = subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(tmp_path / "course"), "demo",
+    result = subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(tmp_path / "course"), "demo",
                              "--jobs", "2", "--assignments", "02-forward-pass", "04-optimizers"],
                             capture_output=True, text=True, timeout=1800)
     out = result.stdout
@@ -29,7 +29,7 @@ def test_demo_grades_the_cohort_as_expected(tmp_path):
 def test_the_cohort_hands_in_release_notebooks_with_its_work_in_the_solution_cells(tmp_path):
     import nbformat
 
-    from grader.cohort import COHORT, build_notebook
+    from grader.instructor.cohort import COHORT, build_notebook
     from tests import pipeline
     assignments = ["02-forward-pass", "04-optimizers"]
     course = pipeline.make_course(tmp_path, assignments)

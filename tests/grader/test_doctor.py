@@ -23,7 +23,7 @@ def _course(tmp_path, *config_lines, exchange=True):
 
 def _doctor(course):
     env = {key: value for key, value in os.environ.items() if key != "BACKPROP_LAB_DB_URL"}
-    return subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(course), "doctor"],
+    return subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), "doctor"],
                           capture_output=True, text=True, timeout=600, env=env)
 
 

@@ -28,7 +28,7 @@ def test_collect_without_an_exchange_says_how_to_make_one_then_works_as_readme_s
     config = course / "nbgrader_config.py"
     config.write_text(config.read_text() + f"\nc.Exchange.root = {str(exchange)!r}\n")
 
-    missing = _run(course, sys.executable, "-m", "grader.cli", "collect", A)
+    missing = _run(course, sys.executable, "-m", "grader.instructor.cli", "collect", A)
     assert missing.returncode != 0
     assert f"nbgrader's exchange {exchange} does not exist or is not writable" in missing.stderr, missing.stderr
 
@@ -47,7 +47,7 @@ def test_collect_without_an_exchange_says_how_to_make_one_then_works_as_readme_s
         result = _run(home, sys.executable, "-m", "nbgrader", step, A)
         assert result.returncode == 0, result.stdout + result.stderr
 
-    collected = _run(course, sys.executable, "-m", "grader.cli", "collect", A)
+    collected = _run(course, sys.executable, "-m", "grader.instructor.cli", "collect", A)
     assert collected.returncode == 0, collected.stdout + collected.stderr
     assert f"backprop-lab: course {course} (the current folder)" in collected.stderr
     submitted = [p for p in (course / "submitted").iterdir() if (p / A / NB).is_file()]

@@ -212,5 +212,5 @@ def test_the_readme_demo_in_a_plain_venv_in_an_unprivileged_users_home(unprivile
     assert result.returncode == 0, out[-8000:]
     assert "✓ Every student scored as expected" in result.stdout
     assert f"canary: reference work of {', '.join(DEMO_ASSIGNMENTS)} earned full marks" in result.stdout
-    from grader import cohort
+    from grader.instructor import cohort
     assert_reference_full_and_blank_zero(home / "demo" / "course", DEMO_ASSIGNMENTS, {s.name for s in cohort.COHORT})

@@ -44,7 +44,7 @@ def _nbgrader(course, db_url, *args):
 
 def _cli(course, db_url, *args):
     """``backprop-lab ARGS`` on ``course``, its gradebook at ``db_url`` (README: ``$BACKPROP_LAB_DB_URL``; None: SQLite)."""
-    result = subprocess.run([sys.executable, "-m", "grader.cli", "--course-dir", str(course), *args],
+    result = subprocess.run([sys.executable, "-m", "grader.instructor.cli", "--course-dir", str(course), *args],
                             capture_output=True, text=True, timeout=1200, env=_env(db_url))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
@@ -177,7 +177,7 @@ def test_a_grader_creating_the_records_table_while_another_does_waits_and_then_w
 def test_prepare_database_creates_what_parallel_workers_would_race_to_create(postgres, tmp_path):  # noqa: F811
     from sqlalchemy import create_engine, inspect, text
 
-    from grader import cli
+    from grader.instructor import commands as cli
     db_url = postgres.new_database("prepared")
     course = pipeline.make_course(tmp_path)
     with (course / "nbgrader_config.py").open("a") as config:

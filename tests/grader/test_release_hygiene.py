@@ -16,7 +16,7 @@ ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir()
 
 
 def _cli(course, *args):
-    return subprocess.run([sys.executable, "-m", "grader.cli", *args, "--course-dir", str(course)],
+    return subprocess.run([sys.executable, "-m", "grader.instructor.cli", *args, "--course-dir", str(course)],
                           capture_output=True, text=True, timeout=600)
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import nbformat
 from sqlalchemy.engine import make_url
 
-from . import cli, cohort
-from .canary import GRADER_BROKEN, CanaryFailed
+from . import cohort, commands
+from ..course import REPO_COURSE, gradebook, prepare_database, run_nbgrader
+from ..canary import GRADER_BROKEN, CanaryFailed
 
 
 def _pin_database(course, db_url):
@@ -39,7 +40,7 @@ def shown_db_url(db_url):
 
 
 def _cell_scores(course, assignment, student):
-    with cli.gradebook(course) as gb:
+    with gradebook(course) as gb:
         submission = gb.find_submission(assignment, student)
         return {g.name: (g.score, g.max_score) for nb in submission.notebooks for g in nb.grades if g.cell_type == "code"}
 
@@ -71,11 +72,11 @@ def run_demo(args):
     started = time.monotonic()
     course = Path(args.course_dir).resolve() if args.course_dir else Path(tempfile.mkdtemp(prefix="backprop-lab-demo-")) / "course"
     course.mkdir(parents=True, exist_ok=True)
-    shutil.copy(cli.REPO_COURSE / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copy(REPO_COURSE / "nbgrader_config.py", course / "nbgrader_config.py")
     db_url = args.db_url or f"sqlite:///{course / 'gradebook.db'}"
     _pin_database(course, db_url)
     try:
-        cli.prepare_database(course)
+        prepare_database(course)
     except Exception as error:  # unreachable server, missing driver, bad credentials: say so before any work
         print(f"✗ cannot use the gradebook {shown_db_url(db_url)}: {type(error).__name__}: {error}")
         return 1
@@ -83,13 +84,13 @@ def run_demo(args):
         target = course / "source" / assignment
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(cli.REPO_COURSE / "source" / assignment, target,
+        shutil.copytree(REPO_COURSE / "source" / assignment, target,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     print(f"== Backprop Lab demo in {course}")
 
     print("\n== 1. Release (nbgrader generate_assignment, then verified)")
     release_args = type("Args", (), {"course_dir": str(course), "assignments": args.assignments, "no_execute": True})
-    if cli.cmd_release(release_args) != 0:
+    if commands.cmd_release(release_args) != 0:
         return 1
 
     print(f"\n== 2. A cohort of {len(cohort.COHORT)} students hands in their release notebooks")
@@ -105,24 +106,24 @@ def run_demo(args):
 
     print(f"\n== 3. Autograde in parallel (sandboxed judge, {make_url(db_url).get_backend_name()} gradebook)")
     try:
-        results = cli.autograde(course, args.assignments, jobs=args.jobs)
+        results = commands.autograde(course, args.assignments, jobs=args.jobs)
     except CanaryFailed as failure:
         print(f"✗ {failure}")
         return GRADER_BROKEN
-    cli.print_scores(course, args.assignments, results)
+    commands.print_scores(course, args.assignments, results)
 
     print("\n== 4. Feedback, CSV export, report")
     for assignment in args.assignments:
-        cli.run_nbgrader(course, "generate_feedback", assignment, "--force")
-    csv_path = cli.export_csv(course, course / "grades.csv")
+        run_nbgrader(course, "generate_feedback", assignment, "--force")
+    csv_path = commands.export_csv(course, course / "grades.csv")
     from .report import write_report
-    text, png = write_report(course, cli._db_url(course), args.assignments, course / "reports")
+    text, png = write_report(course, db_url, args.assignments, course / "reports")
     print(text)
 
     problems = _expectation_problems(course, args.assignments)
     print("\n== Outputs")
     print(f"  course folder : {course}")
-    print(f"  gradebook     : {shown_db_url(cli._db_url(course))}")
+    print(f"  gradebook     : {shown_db_url(db_url)}")
     print(f"  feedback      : {course / 'feedback'}/<student>/<assignment>/*.html")
     print(f"  grades (CSV)  : {csv_path}")
     print(f"  report        : {png} and {course / 'reports' / 'report.txt'}")

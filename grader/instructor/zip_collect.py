@@ -64,7 +64,7 @@ def read_roster(path):
 
 
 def gradebook_students(course):
-    from .cli import gradebook
+    from ..course import gradebook
     with gradebook(Path(course)) as gb:
         return [_student(s.id, s.first_name, s.last_name) for s in gb.students]
 
@@ -186,9 +186,9 @@ def collect_zip(course, assignment, archive, roster=None):
     for student, notebook in chosen:
         collected.setdefault(student, set()).add(notebook)
     if collected:
-        from .cli import run_nbgrader
+        from ..course import run_nbgrader
         result = run_nbgrader(course, "zip_collect", assignment, "--force",
-                              "--collector=grader.zip_collect.PlacementCollectorPlugin",
+                              "--collector=grader.instructor.zip_collect.PlacementCollectorPlugin",
                               f"--PlacementCollectorPlugin.placements={placements_file}")
         if result.returncode != 0:
             report.append(f"✗ nbgrader zip_collect failed: {result.stderr[-500:]}")

@@ -1,6 +1,6 @@
 """A wide CSV through nbgrader's exporter plugin interface: one row per student.
 
-Use with ``nbgrader export --exporter=grader.export.WideCsvExportPlugin --to grades.csv``.
+Use with ``nbgrader export --exporter=grader.instructor.export.WideCsvExportPlugin --to grades.csv``.
 Columns: student id, names, email, one score column per assignment, total, and max total.
 A score is nbgrader's after its late penalty (``max(0, score - late_submission_penalty)``, as
 nbgrader's own CSV export computes it); an assignment the student never handed in is empty,

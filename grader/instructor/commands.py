@@ -1,45 +1,19 @@
-"""``backprop-lab``: the instructor's commands that nbgrader lacks, thin over nbgrader itself.
-
-Every grading step runs nbgrader (its Python API or its CLI in the course folder, with the
-course's ``nbgrader_config.py``), so ``nbgrader autograde`` typed by hand gives the same grades.
-What this adds: parallel autograding with a progress bar and a summary, regrading with the
-recorded seeds, release verification, a wide CSV export, a report of mistakes, and the demo.
-"""
-import argparse
+"""The implementations of the ``backprop-lab`` commands (the parser is in ``grader.instructor.cli``)."""
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO_COURSE = Path(__file__).resolve().parents[1] / "course"
-ASSIGNMENTS = ("01-chain-rule", "02-forward-pass", "03-backward-pass", "04-optimizers", "05-vanishing-gradients", "06-bptt")
+from ..course import (db_url, gradebook, prepare_database, register_students, resolve_course, run_nbgrader, submissions,
+                      was_skipped)
 
-
-def resolve_course(course_dir=None, cwd=None):
-    """``(course folder, why)``: ``--course-dir``, else ``$BACKPROP_LAB_COURSE``, else the current folder
-    when it holds an ``nbgrader_config.py`` (as nbgrader itself assumes), else the repository's ``course/``."""
-    cwd = Path(cwd or os.getcwd())
-    if course_dir:
-        return Path(course_dir).resolve(), "--course-dir"
-    if os.environ.get("BACKPROP_LAB_COURSE"):
-        return Path(os.environ["BACKPROP_LAB_COURSE"]).resolve(), "$BACKPROP_LAB_COURSE"
-    if (cwd / "nbgrader_config.py").is_file():
-        return cwd.resolve(), "the current folder"
-    return REPO_COURSE.resolve(), "the repository's course/; pass --course-dir or run in your course folder for another"
 
 
 def _course(args):
     course, why = resolve_course(getattr(args, "course_dir", None))
     print(f"backprop-lab: course {course} ({why})", file=sys.stderr)
     return course
-
-
-def run_nbgrader(course, *args, timeout=None):
-    """Run nbgrader's CLI in ``course`` (see ``grader.nbgrader_main``); returns the CompletedProcess (output captured)."""
-    return subprocess.run([sys.executable, "-m", "grader.nbgrader_main", *args], cwd=course, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def _fail(message):
@@ -60,13 +34,13 @@ def _assignments(course, names):
 # -- release ------------------------------------------------------------------------
 def verify_release(course, assignment, execute=True):
     """Problems with a generated release: leaked solution or hidden-test lines, unexpected errors."""
-    from .release_check import release_problems
+    from ..release_check import release_problems
     return release_problems(course, assignment, execute=execute)
 
 
 def release_allowed(course, assignment, force=False):
     """Print what ``assignment``'s release gives away of other assignments; False if one of those is not yet due."""
-    from .reveals import format_due, release_gate
+    from ..reveals import format_due, release_gate
     not_yet_due, undated, _ = release_gate(course, assignment, lambda: gradebook(course))
     for item in undated:
         print(f"! {assignment}: gives away the solutions of {item.assignment} ({item.names()}), which has no due date "
@@ -130,20 +104,6 @@ def cmd_collect(args):
 
 
 # -- autograde ----------------------------------------------------------------------
-def submissions(course, assignments, students=None):
-    found = []
-    submitted = course / "submitted"
-    if not submitted.is_dir():
-        return found
-    for student_dir in sorted(submitted.iterdir()):
-        if not student_dir.is_dir() or (students and student_dir.name not in students):
-            continue
-        for assignment in assignments:
-            if (student_dir / assignment).is_dir():
-                found.append((assignment, student_dir.name))
-    return found
-
-
 class Progress:
     """A one-line progress bar with counts and an ETA, on stderr."""
 
@@ -179,8 +139,8 @@ def autograde(course, assignments, students=None, jobs=None, force=False, extra=
     marks, :class:`grader.canary.CanaryFailed` is raised before anyone is graded or anything is
     written to the course's gradebook.
     """
-    from .canary import CanaryFailed, run_canary
-    from .workers import grade_all
+    from ..canary import CanaryFailed, run_canary
+    from ..workers import grade_all
     todo = submissions(course, assignments, students)
     jobs = jobs or os.cpu_count() or 1
     extra = list(extra) + (["--force"] if force else [])
@@ -195,49 +155,6 @@ def autograde(course, assignments, students=None, jobs=None, force=False, extra=
     results = grade_all(course, todo, jobs, extra,
                         on_done=lambda a, s, reason, *_: progress.step(not reason, not reason and was_skipped(course, a, s)))
     return sorted(results)
-
-
-def was_skipped(course, assignment, student):
-    """True when nbgrader's autograde skipped the submission as already graded (no ``--force``, nothing newer)."""
-    try:
-        return "Skipping existing assignment" in (course / "logs" / assignment / f"{student}.log").read_text(errors="replace")
-    except OSError:
-        return False
-
-
-def prepare_database(course):
-    """Create the gradebook's tables and rows and the judge's records table before the workers start.
-
-    On a new database, workers that use it first at once race to create the same tables (nbgrader's
-    ``Gradebook`` and ``records`` both check, then create; on PostgreSQL the loser fails with
-    DuplicateTable or a unique violation) and to insert the same course row; created here, once, they are found.
-    """
-    from nbgrader.api import Gradebook
-
-    from . import records
-    config = _course_config(course)
-    with gradebook(course, config):
-        pass
-    with Gradebook(_db_url(course, config)):  # nbgrader's preprocessors open it under its "default_course"
-        pass
-    records.ensure_schema(_db_url(course, config))
-
-
-def register_students(course, students):
-    """Create the gradebook's missing students before the workers start.
-
-    nbgrader's autograde creates its student itself, but two workers grading the same student's
-    assignments at once would both insert the row and one would fail on the unique key. Honours
-    ``Autograde.create_student = False`` (then an unknown student fails in its worker, as in nbgrader).
-    """
-    config = _course_config(course)
-    if not config.get("Autograde", {}).get("create_student", True) or not students:
-        return
-    with gradebook(course, config) as gb:
-        known = {student.id for student in gb.students}
-        for student in students:
-            if student not in known:
-                gb.add_student(student)
 
 
 def score_table(course, assignments):
@@ -260,27 +177,6 @@ def score_table(course, assignments):
                 table.setdefault(student.id, {})[assignment] = (final_score(submission), submission.max_score,
                                                                  submission.late_submission_penalty or 0.0)
     return table
-
-
-def _course_config(course):
-    from traitlets.config import Config, PyFileConfigLoader
-    if not (course / "nbgrader_config.py").exists():
-        return Config()
-    return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-
-
-def gradebook(course, config=None):
-    """nbgrader's gradebook for the course, at its configured ``db_url`` and ``course_id``."""
-    from nbgrader.api import Gradebook
-    config = config if config is not None else _course_config(course)
-    course_id = config.get("CourseDirectory", {}).get("course_id", "default_course")
-    return Gradebook(_db_url(course, config), course_id)
-
-
-def _db_url(course, config=None):
-    config = config if config is not None else _course_config(course)
-    url = config.get("CourseDirectory", {}).get("db_url")
-    return url or f"sqlite:///{course / 'gradebook.db'}"
 
 
 def print_scores(course, assignments, failures=()):
@@ -314,7 +210,7 @@ def cmd_autograde(args, extra=()):
     if not todo:
         return _fail(f"no submissions under {course / 'submitted'} for {', '.join(assignments)}")
     print(f"Grading {len(todo)} submission(s) with {args.jobs or os.cpu_count()} parallel worker(s)...")
-    from .canary import GRADER_BROKEN, CanaryFailed
+    from ..canary import GRADER_BROKEN, CanaryFailed
     try:
         results = autograde(course, assignments, args.student, args.jobs, getattr(args, "force", False), extra)
     except CanaryFailed as failure:
@@ -366,7 +262,7 @@ def cmd_feedback(args):
 
 def export_csv(course, path):
     """One row per student, one column per assignment and the total, via nbgrader's exporter plugin."""
-    result = run_nbgrader(course, "export", "--exporter=grader.export.WideCsvExportPlugin", f"--to={path}")
+    result = run_nbgrader(course, "export", "--exporter=grader.instructor.export.WideCsvExportPlugin", f"--to={path}")
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
     return path
@@ -384,14 +280,14 @@ def cmd_report(args):
     from .report import write_report
     course = _course(args)
     out = Path(args.out).resolve() if args.out else course / "reports"
-    text, png = write_report(course, _db_url(course), _assignments(course, args.assignments), out)
+    text, png = write_report(course, db_url(course), _assignments(course, args.assignments), out)
     print(text)
     print(f"report written to {out} ({png.name})")
     return 0
 
 
 def cmd_sync(args):
-    from .authoring import sync
+    from ..authoring import sync
     drift = sync(str(_course(args)), check=args.check)
     for item in drift:
         print(("drift: " if args.check else "updated: ") + item)
@@ -399,91 +295,5 @@ def cmd_sync(args):
 
 
 def cmd_doctor(args):
-    from .doctor import cmd_doctor
+    from ..doctor import cmd_doctor
     return cmd_doctor(_course(args))
-
-
-def cmd_demo(args):
-    from .demo import run_demo
-    return run_demo(args)
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="backprop-lab", description=__doc__.splitlines()[0])
-    parser.add_argument("--course-dir", default=None,
-                        help="the nbgrader course folder (default: $BACKPROP_LAB_COURSE, else the current folder if it "
-                             "holds nbgrader_config.py, else the repository's course/; for demo: a new temporary folder)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("release", help="generate release versions (all six by default) and verify each")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--no-execute", action="store_true", help="skip running each release notebook")
-    p.add_argument("--force", action="store_true",
-                   help="release even when it gives away solutions of an assignment not yet due (with a warning)")
-    p.set_defaults(func=cmd_release)
-
-    p = sub.add_parser("collect", help="collect submissions from nbgrader's exchange or from an LMS-style zip")
-    p.add_argument("assignment")
-    p.add_argument("--zip", help="an LMS download: <student>_<notebook>.ipynb, Canvas or Moodle names")
-    p.add_argument("--roster", help="with --zip: CSV of the course's students (column id, optional first_name, "
-                                    "last_name); only they are collected (default: the gradebook's students)")
-    p.add_argument("--update", action="store_true")
-    p.set_defaults(func=cmd_collect)
-
-    for name, func, text in (("autograde", cmd_autograde, "grade submissions in parallel with the hardened judge"),
-                             ("regrade", cmd_regrade, "grade again with the recorded seeds (or --new-seeds)")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("assignments", nargs="*")
-        p.add_argument("--student", action="append", help="only this student (repeatable)")
-        p.add_argument("--jobs", "-j", type=int, default=None, help="parallel workers (default: number of cores)")
-        if name == "autograde":
-            p.add_argument("--force", action="store_true", help="grade again what was already graded")
-        else:
-            p.add_argument("--new-seeds", action="store_true", help="draw fresh hidden inputs instead")
-        p.set_defaults(func=func)
-
-    p = sub.add_parser("feedback", help="generate feedback HTML (hidden declarations removed)")
-    p.add_argument("assignments", nargs="*")
-    p.set_defaults(func=cmd_feedback)
-
-    p = sub.add_parser("export", help="CSV: one row per student, one column per assignment and the total")
-    p.add_argument("--to", help="output file (default: <course>/grades.csv)")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("report", help="score distributions, pass rates and frequent mistakes (PNG + text)")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--out", help="output folder (default: <course>/reports)")
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("sync", help="regenerate solution cells and labcheck bundles from the single sources")
-    p.add_argument("--check", action="store_true", help="only report drift (exit 1 if any)")
-    p.set_defaults(func=cmd_sync)
-
-    p = sub.add_parser("doctor", help="check that grading works here: bubblewrap, the sandbox's Python and kernel, "
-                                      "the gradebook, the exchange; prints the fix for each problem")
-    p.set_defaults(func=cmd_doctor)
-
-    p = sub.add_parser("demo", help="the whole instructor pipeline on a temporary course with a synthetic cohort")
-    p.add_argument("--assignments", nargs="*", default=list(ASSIGNMENTS))
-    p.add_argument("--jobs", "-j", type=int, default=None)
-    p.add_argument("--db-url", help="the gradebook's database, e.g. postgresql+psycopg://user:password@host/db "
-                                    "(default: SQLite in the demo course; $BACKPROP_LAB_DB_URL is not used)")
-    p.set_defaults(func=cmd_demo)
-
-    # README says "pass --course-dir DIR": accepted after the subcommand too (there it overrides).
-    for subparser in {id(p): p for p in sub.choices.values()}.values():
-        subparser.add_argument("--course-dir", default=argparse.SUPPRESS, help="the nbgrader course folder")
-    return parser
-
-
-def main(argv=None):
-    # nbgrader runs the `alembic` command from PATH to create a gradebook (the canary makes one per
-    # batch): the one of this Python's installation, even when its venv is not activated.
-    if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import records  # noqa: E402
+from .. import records
 
 
 def summarise(db_url, assignments):
