@@ -31,7 +31,12 @@ def run_nbgrader(course, *args, timeout=None):
                           text=True, timeout=timeout)
 
 
-def submissions(course, assignments, students=None):
+def submissions(course, assignments, students=None, refused=None):
+    """``[(assignment, student)]`` under ``submitted/``; a folder whose name is no plain student id
+    (``grader.intake.student_id_problem``) is left out, and with ``refused`` (a list) added to it as
+    ``(assignment, shown name, reason)``."""
+    from .intake import student_id_problem
+    from .safe_io import shown
     found = []
     submitted = course / "submitted"
     if not submitted.is_dir():
@@ -39,9 +44,14 @@ def submissions(course, assignments, students=None):
     for student_dir in sorted(submitted.iterdir()):
         if not student_dir.is_dir() or (students and student_dir.name not in students):
             continue
+        problem = student_id_problem(student_dir.name)
         for assignment in assignments:
-            if (student_dir / assignment).is_dir():
+            if not (student_dir / assignment).is_dir():
+                continue
+            if not problem:
                 found.append((assignment, student_dir.name))
+            elif refused is not None:
+                refused.append((assignment, shown(student_dir.name), problem))
     return found
 
 

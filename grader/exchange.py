@@ -20,7 +20,7 @@ import os
 from nbgrader.exchange.default.collect import ExchangeCollect
 
 from . import safe_io
-from .intake import PROBLEM_MARK
+from .intake import PROBLEM_MARK, student_id_problem
 
 
 def _drop_unwanted(dest, include, max_file_bytes):
@@ -40,6 +40,18 @@ def _drop_unwanted(dest, include, max_file_bytes):
 
 class SafeCollect(ExchangeCollect):
     """nbgrader's ``ExchangeCollect`` with a copy that never follows a link or opens a special file."""
+
+    def init_src(self):
+        """Stock's list of the newest inbound entry per student, without the ids that are no plain names."""
+        super().init_src()
+        kept = []
+        for record in self.src_records:
+            problem = student_id_problem(record["username"])
+            if problem:
+                self.log.error("%s %s in the exchange: %s", PROBLEM_MARK, safe_io.shown(record["filename"]), problem)
+            else:
+                kept.append(record)
+        self.src_records = kept
 
     def do_copy(self, src, dest, log=None):
         course = self.coursedir

@@ -18,6 +18,7 @@ the cells themselves (deleted, edited or forged nbgrader cells) is repaired and 
 import dataclasses
 import json
 import os
+import re
 
 import nbformat
 
@@ -26,6 +27,10 @@ from . import safe_io
 LARGE_BYTES = 50 * 2**20
 MAX_NOTEBOOK_BYTES = 512 * 2**20   # read no further: nbformat would need several times this in memory
 PROBLEM_MARK = "[backprop-lab] problem:"   # how workers mark these lines in their logs
+# A student id becomes a folder name, a log file name, a gradebook key, and text in formgrader's
+# pages and URLs, which nbgrader writes there without escaping; from the exchange it is whatever
+# the student named their inbound folder (nbgrader takes it from the name), so it is checked.
+STUDENT_ID = re.compile(r"[A-Za-z0-9_@-][A-Za-z0-9_.@-]{0,99}")
 
 
 @dataclasses.dataclass
@@ -36,6 +41,14 @@ class Problem:
 
     def line(self):
         return f"{self.notebook + ': ' if self.notebook else ''}{self.message}"
+
+
+def student_id_problem(student_id):
+    """Why ``student_id`` is refused (one line, safe to print), or ``""`` for a plain id."""
+    if STUDENT_ID.fullmatch(student_id):
+        return ""
+    return (f"the student id {safe_io.shown(student_id)!r} is not a plain name (letters, digits and _ . @ -, at most 100, "
+            "not starting with a dot); refused, as formgrader would put it unescaped into the instructor's pages")
 
 
 def grade_ids(nb):

@@ -206,7 +206,10 @@ def print_scores(course, assignments, failures=()):
 def cmd_autograde(args, extra=()):
     course = _course(args)
     assignments = _assignments(course, args.assignments)
-    todo = submissions(course, assignments, args.student)
+    refused = []
+    todo = submissions(course, assignments, args.student, refused)
+    for assignment, name, reason in refused:
+        print(f"✗ {name}/{assignment}: {reason}; not graded")
     if not todo:
         return _fail(f"no submissions under {course / 'submitted'} for {', '.join(assignments)}")
     print(f"Grading {len(todo)} submission(s) with {args.jobs or os.cpu_count()} parallel worker(s)...")
@@ -220,7 +223,7 @@ def cmd_autograde(args, extra=()):
     skipped = sum(not reason and was_skipped(course, a, s) for a, s, reason, *_ in results)
     if skipped:
         print(f"{skipped} submission(s) were already graded and skipped (their grades are above); --force grades them again")
-    return 1 if any(result[2] for result in results) else 0
+    return 1 if refused or any(result[2] for result in results) else 0
 
 
 def cmd_regrade(args):

@@ -820,6 +820,38 @@ threading.Thread(target=forge, daemon=True).start()
 print("FORGING MESSAGES")
 """
 
+# Well-framed bundles that break every limit of grader.sandbox.codec, sent IN PLACE of each probe's real
+# result (the cell replaces the function the probes publish with); correct work otherwise, so a grader
+# that read any of them as a value, crashed, or ran out of memory would show in the scores.
+CODEC_BOMB_CELL = r"""
+import base64, itertools, json, struct
+import IPython.display
+
+def bundle(tree, tail=b""):
+    text = json.dumps(tree, separators=(",", ":")).encode() if not isinstance(tree, bytes) else tree
+    return b"BPLC\x00\x01" + struct.pack("<I", len(text)) + text + tail
+
+ok = lambda value: ["D", "status", ["D", "status", "sok"], "value", value]
+bombs = itertools.cycle([
+    bundle(b"[" * 200_000 + b"]" * 200_000),                                      # nesting far past MAX_DEPTH
+    bundle(ok(["A", "<f8", 2**31, 2**31])),                                       # 32 EiB declared, no bytes sent
+    bundle(ok("i" + "f" * 1_000_000)),                                            # a million-digit int
+    bundle(ok(["L"] + ["s"] * 150_000)),                                          # more values than MAX_NODES
+    bundle(ok(["A", "|O", 1]), b"\x00" * 8),                                      # an object array
+    bundle(b"\xff\xfe not json"),                                                # bytes that are no JSON
+    bundle(ok(["A", "<f8", 3]), b"\x00" * 8),                                     # shorter than its shape says
+])
+original = IPython.display.publish_display_data
+
+def publish(data, *args, **kwargs):
+    if "application/x-backprop-lab-result" in data:
+        data = {"application/x-backprop-lab-result": base64.b64encode(next(bombs)).decode()}
+    return original(data, *args, **kwargs)
+
+IPython.display.publish_display_data = publish
+print("CODEC BOMBS ARMED")
+"""
+
 KILL_RUNNER_CELL = "import os, signal\nprint('KILLING THE RUNNER', flush=True)\nos.kill(os.getppid(), signal.SIGKILL)\n"
 
 HTML_OUTPUT_CELL = ("from IPython.display import HTML, Javascript, display\n"
@@ -834,6 +866,10 @@ def channel_cases():
              output=("FORGING",)),
         Case("h_forge_result_messages", "hostile", "a thread that keeps sending forged result messages while the probes run",
              lambda kit: only(cell(kit.release(), FORGE_MESSAGES_CELL)), scores=BLANK),
+        Case("h_codec_bombs", "hostile", "replaces every probe's result with a well-framed bundle that breaks a codec limit "
+             "(deep nesting, a 32 EiB array, a million-digit int, too many values, object dtype, no JSON, short data; "
+             "correct work otherwise)", lambda kit: only(cell(kit.source(), CODEC_BOMB_CELL, "end")), scores=BLANK,
+             output=("CODEC BOMBS ARMED",), messages={"test_relu_forward": "could not be read"}),
         Case("h_kill_runner", "hostile", "kill the grader's runner from a cell (correct work otherwise)",
              lambda kit: only(cell(kit.source(), KILL_RUNNER_CELL, "end")), scores=BLANK,
              messages={"test_relu_forward": "runner stopped"}),

@@ -98,3 +98,16 @@ def test_labcheck_bundles_match_the_grader():
     from grader.authoring import sync
     course = os.path.join(os.path.dirname(__file__), "..", "..", "course")
     assert sync(course, check=True) == []
+
+
+def test_only_plain_student_ids_are_graded_the_rest_is_refused_with_a_reason(tmp_path):
+    from grader.course import submissions
+    from grader.intake import student_id_problem
+    for name in ("ann", "b.smith@uni.edu", "x-1_2", '<img src=x onerror="alert(1)">', ".hidden", "a b", "é", "\x1b[31mred"):
+        (tmp_path / "submitted" / name / "a1").mkdir(parents=True)
+    refused = []
+    assert submissions(tmp_path, ["a1"], refused=refused) == [("a1", "ann"), ("a1", "b.smith@uni.edu"), ("a1", "x-1_2")]
+    assert sorted(name for _, name, _ in refused) == sorted(['<img src=x onerror="alert(1)">', ".hidden", "a b", "é",
+                                                             "\\x1b[31mred"])
+    assert all("\x1b" not in reason and "refused" in reason for _, _, reason in refused)
+    assert student_id_problem("a" * 100) == "" and student_id_problem("a" * 101)
