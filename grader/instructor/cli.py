@@ -19,6 +19,11 @@ def cmd_demo(args):
     return run_demo(args)
 
 
+def cmd_similarity(args):
+    from .similarity import cmd_similarity
+    return cmd_similarity(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="backprop-lab", description=__doc__.splitlines()[0])
     parser.add_argument("--course-dir", default=None,
@@ -65,6 +70,18 @@ def build_parser():
     p.add_argument("assignments", nargs="*")
     p.add_argument("--out", help="output folder (default: <course>/reports)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("similarity", help="pairs of students whose solution cells share unusual code (HTML + CSV): "
+                                          "a lead for a human, never a verdict")
+    p.add_argument("assignment")
+    p.add_argument("--out", help="output folder (default: <course>/reports)")
+    p.add_argument("--threshold", type=float, default=0.6, help="pairs at or above this share are flagged (default 0.6)")
+    p.add_argument("--top", type=int, default=25, help="pairs shown in the HTML (default 25)")
+    p.add_argument("--common", type=float, default=0.5,
+                   help="code shared by more than this fraction of the class does not count (default 0.5)")
+    p.add_argument("--min-tokens", type=int, default=40,
+                   help="functions shorter than this (filtered tokens) on either side are not compared (default 40)")
+    p.set_defaults(func=cmd_similarity)
 
     p = sub.add_parser("sync", help="regenerate solution cells and labcheck bundles from the single sources")
     p.add_argument("--check", action="store_true", help="only report drift (exit 1 if any)")

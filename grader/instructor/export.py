@@ -33,6 +33,13 @@ class WideCsvExportPlugin(ExportPlugin):
                         scores.append(final_score(gradebook.find_submission(assignment, student.id)))
                     except MissingEntry:
                         scores.append(None)
-                writer.writerow([student.id, student.last_name or "", student.first_name or "", student.email or "",
+                writer.writerow([csv_safe(student.id), csv_safe(student.last_name), csv_safe(student.first_name),
+                                 csv_safe(student.email),
                                  *["" if s is None else f"{s:g}" for s in scores],
                                  f"{sum(s for s in scores if s is not None):g}", f"{sum(maximum.values()):g}"])
+
+
+def csv_safe(text):
+    """``text`` as a CSV cell that no spreadsheet runs as a formula (a leading = + - @ gets a quote)."""
+    text = "" if text is None else str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
