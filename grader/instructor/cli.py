@@ -11,7 +11,7 @@ import sys
 
 from ..course import ASSIGNMENTS
 from .commands import (cmd_autograde, cmd_collect, cmd_doctor, cmd_export, cmd_feedback, cmd_regrade,
-                       cmd_release, cmd_report, cmd_sync)
+                       cmd_release, cmd_report, cmd_roster, cmd_sync)
 
 
 def cmd_demo(args):
@@ -62,9 +62,19 @@ def build_parser():
     p.add_argument("assignments", nargs="*")
     p.set_defaults(func=cmd_feedback)
 
-    p = sub.add_parser("export", help="CSV: one row per student, one column per assignment and the total")
-    p.add_argument("--to", help="output file (default: <course>/grades.csv)")
+    p = sub.add_parser("export", help="grades: nbgrader's wide CSV, or the file Canvas's or Moodle's grade import reads")
+    p.add_argument("--to", help="output file (default: <course>/grades.csv, grades-canvas.csv, grades-moodle.csv)")
+    p.add_argument("--format", choices=("csv", "canvas", "moodle"), default="csv",
+                   help="csv: one row per nbgrader student; canvas, moodle: LMS ids from the roster (roster import)")
+    p.add_argument("--missing-as-zero", action="store_true",
+                   help="canvas, moodle: an assignment never handed in scores 0 (default: empty, the LMS keeps its value)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("roster", help="import the course roster: nbgrader ids, names, emails and LMS ids (CSV)")
+    p.add_argument("action", choices=("import",))
+    p.add_argument("file", help="CSV with columns id, first_name, last_name, email, lms_id, sis_user_id, "
+                                "sis_login_id, section (only id is required)")
+    p.set_defaults(func=cmd_roster)
 
     p = sub.add_parser("report", help="score distributions, pass rates and frequent mistakes (PNG + text)")
     p.add_argument("assignments", nargs="*")

@@ -273,10 +273,29 @@ def export_csv(course, path):
 
 def cmd_export(args):
     course = _course(args)
-    path = Path(args.to).resolve() if args.to else course / "grades.csv"
-    export_csv(course, path)
-    print(f"grades written to {path}")
-    return 0
+    fmt = getattr(args, "format", "csv")
+    path = Path(args.to).resolve() if args.to else course / ("grades.csv" if fmt == "csv" else f"grades-{fmt}.csv")
+    if fmt == "csv":
+        export_csv(course, path)
+        print(f"grades written to {path}")
+        return 0
+    from .lms import export
+    lines, unmapped = export(course, fmt, path, missing_as_zero=args.missing_as_zero)
+    print("\n".join(lines))
+    if unmapped:
+        print(f"{unmapped} graded student(s) are not in {path.name}: add them to the roster and export again")
+    return 1 if unmapped else 0
+
+
+def cmd_roster(args):
+    from .lms import import_roster
+    course = _course(args)
+    try:
+        lines = import_roster(course, Path(args.file))
+    except (OSError, ValueError) as error:
+        return _fail(f"roster: {error}")
+    print("\n".join(lines))
+    return 1 if any(line.startswith("✗") for line in lines) else 0
 
 
 def cmd_report(args):

@@ -14,7 +14,8 @@ students, or the roster CSV's alone when one is given (``id`` column, optional `
 ``last_name``; nbgrader's ``db student import`` format). Every run of ``_``-separated parts
 before the notebook name (and of each folder name inside the zip) is a candidate; it names a
 student when it is the student's id, or their name as LMSs write it ("doejane", "Jane Doe":
-case, spaces and punctuation ignored). One student named: theirs. Several: skipped as
+case, spaces and punctuation ignored), or their LMS id (the roster's ``lms_id``: Canvas's user
+id in its file names). One student named: theirs. Several: skipped as
 ambiguous. None: without a roster, the plain ``<student>_<notebook>.ipynb`` at the top of the
 zip is a new student, as nbgrader would read it; anything else is skipped, never guessed. Two
 files for one student's notebook: the highest ``-N`` is the latest and is taken.
@@ -41,15 +42,17 @@ OS_METADATA = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$)")
 class Student:
     id: str
     names: frozenset = frozenset()   # normalised "lastfirst" and "firstlast"
+    lms_id: str = ""                 # Canvas's user id in its file names (the roster's lms_id)
 
 
 def _normalise(text):
     return re.sub(r"[^0-9a-z]", "", text.casefold())
 
 
-def _student(student_id, first="", last=""):
+def _student(student_id, first="", last="", lms_id=""):
     first, last = _normalise(first or ""), _normalise(last or "")
-    return Student(student_id, frozenset({last + first, first + last}) if first and last else frozenset())
+    return Student(student_id, frozenset({last + first, first + last}) if first and last else frozenset(),
+                   (lms_id or "").strip())
 
 
 def read_roster(path):
@@ -59,14 +62,14 @@ def read_roster(path):
         column = next((name for name in ("id", "student_id") if name in (reader.fieldnames or [])), None)
         if column is None:
             raise ValueError(f"{path}: the roster needs an 'id' column (found: {', '.join(reader.fieldnames or [])})")
-        return [_student(row[column].strip(), row.get("first_name"), row.get("last_name"))
+        return [_student(row[column].strip(), row.get("first_name"), row.get("last_name"), row.get("lms_id"))
                 for row in reader if (row.get(column) or "").strip()]
 
 
 def gradebook_students(course):
     from ..course import gradebook
     with gradebook(Path(course)) as gb:
-        return [_student(s.id, s.first_name, s.last_name) for s in gb.students]
+        return [_student(s.id, s.first_name, s.last_name, s.lms_user_id) for s in gb.students]
 
 
 def _runs(text):
@@ -99,10 +102,17 @@ def identify(name, expected, students, roster_given):
     for folder in folders:
         candidates |= _runs(folder)
     matched = {}
+    lms_ids = {student.id: student.lms_id for student in students if student.lms_id}
     for student in students:
         for candidate in candidates:
-            if candidate == student.id or (_normalise(candidate) and _normalise(candidate) in student.names):
+            if (candidate == student.id or (student.lms_id and candidate == student.lms_id)
+                    or (_normalise(candidate) and _normalise(candidate) in student.names)):
                 matched.setdefault(student.id, set()).add(candidate)
+    # An id or LMS id in the name outweighs a name two students share ("doejane_4177_..." with two Jane Does).
+    strong = {sid for sid, found in matched.items()
+              if any(c == sid or c == lms_ids.get(sid) for c in found)}
+    if strong:
+        matched = {sid: found for sid, found in matched.items() if sid in strong}
     # "mary_ann_nb.ipynb" names mary_ann, not also mary: a match inside another student's longer match yields.
     def yields(sid):
         longer = {c for oid, found in matched.items() if oid != sid for c in found}
