@@ -61,9 +61,14 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.LimitOutput",
     "grader.sanitize.SanitizeStudentContent",
     "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
+    "grader.late.AssignLatePenaltiesWithExtensions",
     "grader.nbgrader_plugins.CheckCellMetadata",
 ]
+# The late policy: 10 % of a notebook's score per started day late, at most 50 %. Per-student
+# extensions come from extensions.csv in this folder (backprop-lab extensions import FILE.csv).
+c.AssignLatePenalties.plugin_class = "grader.late.PercentPerDay"
+c.PercentPerDay.percent_per_day = 10.0
+c.PercentPerDay.max_percent = 50.0
 # Feedback shows the judge's messages, never a grade cell's hidden declaration; a student's own
 # cell keeps its text, even when it contains the hidden-tests marker.
 c.GenerateFeedback.preprocessors = [

@@ -58,9 +58,15 @@ def policy(script):
     return POLICY.format(scripts=f"'sha256-{digest}'")
 
 
-def strict_page(html):
-    """``html`` without its scripts, with the policy first in its head and the MathJax script last."""
+def strict_page(html, notes=()):
+    """``html`` without its scripts, with the policy first in its head and the MathJax script last;
+    each of ``notes`` (plain text) becomes one more line in the page's list of scores."""
     soup = BeautifulSoup(html, features="html.parser")
+    scores = soup.find("ol")
+    for note in notes:
+        item = soup.new_tag("li", attrs={"class": "extension"})
+        item.string = note
+        (scores or soup.body or soup).append(item)
     for script in soup.find_all("script"):
         script.decompose()
     if soup.head is None:
@@ -86,4 +92,23 @@ class StrictFeedbackExporter(HTMLExporter):
 
     def from_notebook_node(self, nb, resources=None, **kw):
         html, resources = super().from_notebook_node(nb, resources, **kw)
-        return strict_page(html), resources
+        return strict_page(html, _extension_notes(resources)), resources
+
+
+def _extension_notes(resources):
+    """The student's extension for this assignment, as nbgrader's gradebook holds it (a line, or none)."""
+    info = (resources or {}).get("nbgrader", {})
+    if not {"db_url", "assignment", "student"} <= set(info):
+        return []
+    from nbgrader.api import Gradebook, MissingEntry
+    try:
+        with Gradebook(info["db_url"]) as gb:
+            submission = gb.find_submission(info["assignment"], info["student"])
+            if not submission.extension:
+                return []
+            days = submission.extension.total_seconds() / 86400
+            due = submission.duedate
+            return [f"Extension granted: {days:g} day(s); due {due:%Y-%m-%d %H:%M} UTC" if due else
+                    f"Extension granted: {days:g} day(s)"]
+    except MissingEntry:
+        return []

@@ -11,7 +11,7 @@ import sys
 
 from ..course import ASSIGNMENTS
 from .commands import (cmd_autograde, cmd_collect, cmd_doctor, cmd_export, cmd_feedback, cmd_regrade,
-                       cmd_release, cmd_report, cmd_roster, cmd_sync)
+                       cmd_extensions, cmd_release, cmd_report, cmd_roster, cmd_sync)
 
 
 def cmd_demo(args):
@@ -75,6 +75,12 @@ def build_parser():
     p.add_argument("file", help="CSV with columns id, first_name, last_name, email, lms_id, sis_user_id, "
                                 "sis_login_id, section (only id is required)")
     p.set_defaults(func=cmd_roster)
+
+    p = sub.add_parser("extensions", help="import per-student due-date extensions (CSV: student_id, assignment, days); "
+                                          "late penalties of graded work are recomputed")
+    p.add_argument("action", choices=("import",))
+    p.add_argument("file")
+    p.set_defaults(func=cmd_extensions)
 
     p = sub.add_parser("report", help="score distributions, pass rates and frequent mistakes (PNG + text)")
     p.add_argument("assignments", nargs="*")

@@ -287,6 +287,32 @@ def cmd_export(args):
     return 1 if unmapped else 0
 
 
+def cmd_extensions(args):
+    from traitlets.config import Config
+
+    from .. import late
+    from ..course import course_config
+    course = _course(args)
+    try:
+        new, problems = late.read_extensions(Path(args.file))
+    except (OSError, ValueError) as error:
+        return _fail(f"extensions: {error}")
+    known = set(_assignments(course, []))
+    for (student, assignment) in [key for key in new if key[1] not in known]:
+        problems.append(f"{student}/{assignment}: no such assignment; row skipped")
+        del new[(student, assignment)]
+    merged = {**late.course_extensions(course), **new}
+    late.write_extensions(course / late.EXTENSIONS_FILE, merged)
+    config = course_config(course)
+    plugin_class = config.get("AssignLatePenalties", Config()).get("plugin_class", "grader.late.PercentPerDay")
+    from traitlets.utils.importstring import import_item
+    plugin = (import_item(plugin_class) if isinstance(plugin_class, str) else plugin_class)(config=config)
+    lines = [f"✗ {line}" for line in problems]
+    lines += late.apply(course, db_url(course, config), config.CourseDirectory.get("course_id", "backprop-lab"), new, plugin)
+    print("\n".join(lines + [f"{len(new)} extension(s) imported; {len(merged)} in {late.EXTENSIONS_FILE}"]))
+    return 1 if problems else 0
+
+
 def cmd_roster(args):
     from .lms import import_roster
     course = _course(args)
