@@ -121,3 +121,23 @@ def score_after_losing(points, lost_kinds):
     if primary in lost:
         lost |= {kind for kind in points if kind in PROPERTY_KINDS}
     return float(sum(p for kind, p in points.items() if kind not in lost))
+
+
+def seed_gradebook(course, assignments, students, submissions, due):
+    """A gradebook written directly, no grading: ``assignments`` {name: max score} of one grade cell
+    each, ``students``, ``submissions`` [(student, assignment, score, hours late = late penalty)]."""
+    import datetime
+
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}", "backprop-lab") as gb:
+        for assignment, points in assignments.items():
+            gb.add_assignment(assignment, duedate=due)
+            gb.add_notebook("nb", assignment)
+            gb.add_grade_cell("g", "nb", assignment, max_score=points, cell_type="code")
+        for student in students:
+            gb.add_student(student)
+        for student, assignment, score, late in submissions:
+            gb.add_submission(assignment, student, timestamp=due + datetime.timedelta(hours=late))
+            gb.find_grade("g", "nb", assignment, student).auto_score = score
+            gb.find_submission_notebook("nb", assignment, student).late_submission_penalty = late
+        gb.db.commit()

@@ -276,24 +276,11 @@ def test_export_and_the_summary_take_the_score_after_the_late_penalty_and_leave_
     import csv
     import datetime
 
-    from nbgrader.api import Gradebook
-
     from grader.instructor import commands as cli
     course = pipeline.make_course(tmp_path)
     due = datetime.datetime(2026, 3, 1, 12, 0)
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "backprop-lab") as gb:
-        for assignment in ("a1", "a2"):
-            gb.add_assignment(assignment, duedate=due)
-            gb.add_notebook("nb", assignment)
-            gb.add_grade_cell("g", "nb", assignment, max_score=10, cell_type="code")
-        for student in ("ann", "ben", "cat"):
-            gb.add_student(student)
-        for student, assignment, score, late in (("ann", "a1", 7, 0), ("ben", "a1", 9, 9), ("ann", "a2", 4, 0),
-                                                 ("ben", "a2", 6, 2)):
-            gb.add_submission(assignment, student, timestamp=due + datetime.timedelta(hours=late))
-            gb.find_grade("g", "nb", assignment, student).auto_score = score
-            gb.find_submission_notebook("nb", assignment, student).late_submission_penalty = late
-        gb.db.commit()
+    pipeline.seed_gradebook(course, {"a1": 10, "a2": 10}, ("ann", "ben", "cat"),
+                            (("ann", "a1", 7, 0), ("ben", "a1", 9, 9), ("ann", "a2", 4, 0), ("ben", "a2", 6, 2)), due)
     stock = course / "stock.csv"
     pipeline.nbgrader(course, "export", f"--to={stock}")
     stock_scores = {(row["student_id"], row["assignment"]): float(row["score"]) for row in csv.DictReader(stock.open())}

@@ -28,19 +28,8 @@ S-002,ben@uni.example,Ben,Ng,0,
 
 def _course(tmp_path):
     course = pipeline.make_course(tmp_path)
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "backprop-lab") as gb:
-        for assignment, points in (("a1", 10), ("a2", 20)):
-            gb.add_assignment(assignment, duedate=DUE)
-            gb.add_notebook("nb", assignment)
-            gb.add_grade_cell("g", "nb", assignment, max_score=points, cell_type="code")
-        for student in ("jdoe", "bng", "zed"):
-            gb.add_student(student)
-        for student, assignment, score, late in (("jdoe", "a1", 7, 0), ("jdoe", "a2", 15, 0), ("bng", "a1", 9, 9),
-                                                 ("zed", "a1", 5, 0)):
-            gb.add_submission(assignment, student, timestamp=DUE + datetime.timedelta(hours=late))
-            gb.find_grade("g", "nb", assignment, student).auto_score = score
-            gb.find_submission_notebook("nb", assignment, student).late_submission_penalty = late
-        gb.db.commit()
+    pipeline.seed_gradebook(course, {"a1": 10, "a2": 20}, ("jdoe", "bng", "zed"),
+                            (("jdoe", "a1", 7, 0), ("jdoe", "a2", 15, 0), ("bng", "a1", 9, 9), ("zed", "a1", 5, 0)), DUE)
     return course
 
 
