@@ -24,7 +24,6 @@ The decisions are written to ``downloaded/<assignment>/placements.json`` and nbg
 ``zip_collect`` places the files, through :class:`PlacementCollectorPlugin`. Nothing is lost:
 the zip is kept and every extracted file stays in ``downloaded/<assignment>/archive``.
 """
-import csv
 import dataclasses
 import json
 import re
@@ -56,14 +55,10 @@ def _student(student_id, first="", last="", lms_id=""):
 
 
 def read_roster(path):
-    """``[Student]`` of a roster CSV with an ``id`` (or ``student_id``) column."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        column = next((name for name in ("id", "student_id") if name in (reader.fieldnames or [])), None)
-        if column is None:
-            raise ValueError(f"{path}: the roster needs an 'id' column (found: {', '.join(reader.fieldnames or [])})")
-        return [_student(row[column].strip(), row.get("first_name"), row.get("last_name"), row.get("lms_id"))
-                for row in reader if (row.get(column) or "").strip()]
+    """``[Student]`` of a roster CSV (``grader.instructor.lms.read_roster``: an ``id`` or ``student_id`` column)."""
+    from .lms import read_roster as read_entries
+    entries, _ = read_entries(path)
+    return [_student(e.id, e.first_name, e.last_name, e.lms_id) for e in entries]
 
 
 def gradebook_students(course):
